@@ -1,0 +1,103 @@
+"""Client sessions: ``ReadClient`` (RRQ, downloads) and ``WriteClient`` (WRQ, uploads).
+
+A client sends its request to the server's well-known port and learns the server's transfer ID (a new port,
+RFC 1350 section 4) from the first answer that comes from the server's host.  From then on only that address and
+port are the peer.  If the server acknowledges options the client checks the OACK and refuses a bad one with
+ERROR 8 (RFC 2347); if the server answers as plain RFC 1350 (DATA 1 or ACK 0) the option defaults apply.
+"""
+
+from __future__ import annotations
+
+from rudp.core.config import TransferConfig
+from rudp.core.events import Negotiated
+from rudp.core.options import OptionError, accept_oack, defaults, request_options
+from rudp.core.receiving import ReceivingSession
+from rudp.core.sending import SendingSession
+from rudp.core.session import Address, Session, State
+from rudp.wire.codec import encode
+from rudp.wire.packets import Ack, Data, ErrorCode, OptionAck, Options, Packet, ReadRequest, WriteRequest
+
+__all__ = ["ReadClient", "WriteClient"]
+
+
+class _Client(Session):
+    server: Address
+    _requested: Options
+
+    def _claim_source(self, addr: Address) -> bool:
+        if self.peer is None and addr[0] == self.server[0]:
+            self.peer = addr  # RFC 1350 section 4: the server answers from its own, new TID
+            return True
+        return super()._claim_source(addr)
+
+    def _check_oack(self, oack: OptionAck) -> Negotiated | None:
+        try:
+            return accept_oack(self._requested, oack.options, self.config)
+        except OptionError as exc:
+            # RFC 2347: a client that does not accept the OACK "should send an error packet ... error code 8".
+            self._protocol_error(str(exc), code=ErrorCode.OPTION_REFUSED)
+            return None
+
+
+class ReadClient(_Client, ReceivingSession):
+    """Download ``filename`` from ``server`` (RRQ)."""
+
+    def __init__(self, filename: str, server: Address, config: TransferConfig, *, now: float) -> None:
+        ReceivingSession.__init__(self, config, peer=None)
+        self.server = server
+        self.filename = filename
+        self._requested = request_options(config, tsize=0)  # RFC 2349: "a size of 0 is specified" in an RRQ
+        self._send_remembered(encode(ReadRequest(filename, config.mode, self._requested)), server, now)
+
+    def _on_packet(self, packet: Packet, now: float) -> None:
+        if self.state is State.REQUESTING:
+            if isinstance(packet, OptionAck):
+                negotiated = self._check_oack(packet)
+                if negotiated is not None:
+                    self._start_transfer(negotiated)
+                    self._ack(0, now)  # RFC 2347: the client acknowledges an OACK to its RRQ with ACK 0
+            elif isinstance(packet, Data):
+                self._start_transfer(defaults(self.config))
+                self._on_data(packet, now)
+            return
+        if isinstance(packet, OptionAck) and self._expected == 1:
+            assert self._last_sent is not None
+            self._send_to(*self._last_sent)  # the OACK came again: our ACK 0 was lost
+            return
+        self._data_packet(packet, now)
+
+
+class WriteClient(_Client, SendingSession):
+    """Upload to ``filename`` on ``server`` (WRQ).  ``tsize`` is the file's size, if known (RFC 2349)."""
+
+    def __init__(
+        self, filename: str, server: Address, config: TransferConfig, *, tsize: int | None, now: float
+    ) -> None:
+        SendingSession.__init__(self, config, peer=None)
+        self.server = server
+        self.filename = filename
+        self._requested = request_options(config, tsize=tsize)
+        self._request = encode(WriteRequest(filename, config.mode, self._requested))
+        self._send_to(self._request, server)
+        self._arm(now)
+
+    def _on_packet(self, packet: Packet, now: float) -> None:
+        if self.state is State.REQUESTING:
+            if isinstance(packet, OptionAck):
+                negotiated = self._check_oack(packet)
+                if negotiated is not None:
+                    # RFC 2347: an OACK to a WRQ stands for ACK 0; DATA 1 follows.
+                    self._start_transfer(negotiated, now)
+            elif isinstance(packet, Ack) and packet.block == 0:
+                self._start_transfer(defaults(self.config), now)
+            return
+        self._data_packet(packet, now)
+
+    def _on_timeout(self, now: float) -> None:
+        if self.state is State.REQUESTING:
+            if self._retry("an answer to the write request"):
+                self.stats.retransmissions += 1
+                self._send_to(self._request, self.server)
+                self._arm(now)
+            return
+        SendingSession._on_timeout(self, now)

@@ -1,0 +1,53 @@
+"""Every knob a transfer session has, in one frozen dataclass (STYLE.md section 8).
+
+For a client, ``blksize``, ``windowsize`` and ``timeout_option`` are what it asks for; for a server they are the
+largest values it grants.  Nothing here reads the clock or the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rudp.wire.packets import DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE
+
+__all__ = ["TransferConfig", "MODES", "MAX_WINDOWSIZE", "DEFAULT_TIMEOUT", "DEFAULT_RETRIES"]
+
+MODES = ("octet", "netascii")  # RFC 1350 section 1: "mail" is obsolete and refused
+MAX_WINDOWSIZE = 65535  # RFC 7440 section 3: "between 1 and 65535 blocks, inclusive"
+DEFAULT_TIMEOUT = 5.0  # the classic TFTP retransmission timeout
+DEFAULT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    blksize: int = DEFAULT_BLKSIZE
+    windowsize: int = 1
+    timeout: float = DEFAULT_TIMEOUT  # seconds before a retransmission (local)
+    retries: int = DEFAULT_RETRIES  # retransmissions of one thing before giving up
+    mode: str = "octet"
+    options: bool = True  # client: send RFC 2347 options at all
+    timeout_option: int | None = None  # client: ask the peer for this RFC 2349 timeout (1..255)
+    dally: float | None = None  # seconds to keep answering a repeated final DATA; None: 2 x timeout
+    max_size: int | None = None  # receiving side: largest file accepted, from tsize and while receiving
+
+    def __post_init__(self) -> None:
+        if not MIN_BLKSIZE <= self.blksize <= MAX_BLKSIZE:
+            raise ValueError(f"blksize must be {MIN_BLKSIZE}..{MAX_BLKSIZE}, not {self.blksize}")
+        if not 1 <= self.windowsize <= MAX_WINDOWSIZE:
+            raise ValueError(f"windowsize must be 1..{MAX_WINDOWSIZE}, not {self.windowsize}")
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be positive, not {self.timeout}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, not {self.retries}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.timeout_option is not None and not 1 <= self.timeout_option <= 255:
+            raise ValueError(f"timeout option must be 1..255 seconds, not {self.timeout_option}")
+        if self.dally is not None and self.dally < 0:
+            raise ValueError(f"dally must be >= 0, not {self.dally}")
+        if self.max_size is not None and self.max_size < 0:
+            raise ValueError(f"max_size must be >= 0, not {self.max_size}")
+
+    @property
+    def dally_time(self) -> float:
+        return 2 * self.timeout if self.dally is None else self.dally

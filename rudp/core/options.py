@@ -1,0 +1,144 @@
+"""Option negotiation: RFC 2347 (OACK), RFC 2348 (blksize), RFC 2349 (timeout, tsize), RFC 7440 (windowsize).
+
+Theory of operation
+-------------------
+A client puts the options it wants into its RRQ/WRQ (``request_options``).  A server that knows options answers
+with an OACK holding the ones it accepts, possibly with smaller blksize/windowsize (``server_negotiate``); one that
+does not answers as plain RFC 1350 would (DATA 1 or ACK 0) and every option falls back to its default.  The client
+checks the OACK (``accept_oack``) and refuses, with ERROR 8, an OACK that grants something it did not ask for or a
+value outside what it asked for.  Option names compare case-insensitively; values are decimal ASCII integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rudp.core.config import MAX_WINDOWSIZE, TransferConfig
+from rudp.core.events import Negotiated
+from rudp.wire.packets import DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE, ErrorCode, Options, Request, WriteRequest
+
+__all__ = ["OptionError", "RequestRefused", "request_options", "accept_oack", "defaults", "server_negotiate"]
+
+BLKSIZE, TIMEOUT, TSIZE, WINDOWSIZE = "blksize", "timeout", "tsize", "windowsize"
+
+
+class OptionError(Exception):
+    """The peer's OACK is not acceptable; the client answers ERROR 8 (RFC 2347 "Option Acknowledgment")."""
+
+
+@dataclass(frozen=True)
+class RequestRefused(Exception):
+    """The server refuses a request outright with this TFTP error."""
+
+    code: int
+    message: str
+
+
+def _int(value: str) -> int | None:
+    """A non-negative decimal ASCII integer, or None.  Signs, spaces and "1.0" are not integers."""
+    if value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def _lowered(options: Options) -> dict[str, str]:
+    """Options by lower-case name; the first of duplicated names wins."""
+    out: dict[str, str] = {}
+    for name, value in options:
+        out.setdefault(name.lower(), value)
+    return out
+
+
+def defaults(config: TransferConfig, *, tsize: int | None = None) -> Negotiated:
+    """Plain RFC 1350: the peer did not acknowledge options."""
+    return Negotiated(blksize=DEFAULT_BLKSIZE, windowsize=1, timeout=config.timeout, tsize=tsize, oack=False)
+
+
+def request_options(config: TransferConfig, *, tsize: int | None) -> Options:
+    """The options a client puts in its request.  ``tsize`` is the file size for a WRQ, 0 for an RRQ, or None."""
+    if not config.options:
+        return ()
+    opts: list[tuple[str, str]] = []
+    if config.blksize != DEFAULT_BLKSIZE:
+        opts.append((BLKSIZE, str(config.blksize)))
+    if config.timeout_option is not None:
+        opts.append((TIMEOUT, str(config.timeout_option)))
+    # RFC 2349 section 4 "tsize": sizes are octets, so only meaningful in octet mode.
+    if tsize is not None and config.mode == "octet":
+        opts.append((TSIZE, str(tsize)))
+    if config.windowsize != 1:
+        opts.append((WINDOWSIZE, str(config.windowsize)))
+    return tuple(opts)
+
+
+def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Negotiated:
+    """Check a server's OACK against what we asked for; raise OptionError to refuse it."""
+    asked = _lowered(requested)
+    seen: set[str] = set()
+    blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, config.timeout, None
+    for name, value in oack:
+        key = name.lower()
+        # RFC 2347: "the server ... MUST NOT include options ... that the client did not request"
+        if key not in asked:
+            raise OptionError(f"server acknowledged option {name!r} that was not requested")
+        if key in seen:
+            raise OptionError(f"server acknowledged option {name!r} twice")
+        seen.add(key)
+        number = _int(value)
+        if number is None:
+            raise OptionError(f"server sent a non-integer {name}={value!r}")
+        if key == BLKSIZE:
+            # RFC 2348: the server may answer with a smaller size, never a larger one.
+            if not MIN_BLKSIZE <= number <= int(asked[key]):
+                raise OptionError(f"server granted blksize {number}, outside {MIN_BLKSIZE}..{asked[key]}")
+            blksize = number
+        elif key == WINDOWSIZE:
+            if not 1 <= number <= int(asked[key]):
+                raise OptionError(f"server granted windowsize {number}, outside 1..{asked[key]}")
+            windowsize = number
+        elif key == TIMEOUT:
+            # RFC 2349 section 3: the server's value "MUST match" the requested one.
+            if number != int(asked[key]):
+                raise OptionError(f"server answered timeout {number}, not the {asked[key]} requested")
+            timeout = float(number)
+        elif key == TSIZE:
+            tsize = number
+    return Negotiated(blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=True)
+
+
+def server_negotiate(request: Request, config: TransferConfig, *, file_size: int | None) -> tuple[Options, Negotiated]:
+    """Decide the OACK for a request.  ``file_size`` is the size to announce for an RRQ (None: don't).
+
+    Returns the OACK options (empty: answer as plain RFC 1350) and the parameters in force.  Unknown options and
+    malformed values are ignored, as RFC 2347 asks of a server that does not support them.
+    """
+    asked = _lowered(request.options)
+    granted: list[tuple[str, str]] = []
+    blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, config.timeout, None
+
+    value = _int(asked.get(BLKSIZE, ""))
+    if value is not None and value >= MIN_BLKSIZE:
+        # RFC 2348: a request above what the server handles is answered with the server's maximum.
+        blksize = min(value, config.blksize, MAX_BLKSIZE)
+        granted.append((BLKSIZE, str(blksize)))
+    value = _int(asked.get(TIMEOUT, ""))
+    if value is not None and 1 <= value <= 255:
+        timeout = float(value)
+        granted.append((TIMEOUT, str(value)))  # RFC 2349 section 3: echoed exactly
+    value = _int(asked.get(TSIZE, ""))
+    if value is not None:
+        if isinstance(request, WriteRequest):
+            if config.max_size is not None and value > config.max_size:
+                # RFC 2349 section 4: the server may refuse a WRQ whose tsize is too large with error 3.
+                raise RequestRefused(ErrorCode.DISK_FULL, f"file of {value} bytes exceeds the {config.max_size}-byte limit")
+            tsize = value
+            granted.append((TSIZE, str(value)))
+        elif file_size is not None:
+            tsize = file_size
+            granted.append((TSIZE, str(file_size)))
+    value = _int(asked.get(WINDOWSIZE, ""))
+    if value is not None and 1 <= value <= MAX_WINDOWSIZE:
+        windowsize = min(value, config.windowsize)
+        granted.append((WINDOWSIZE, str(windowsize)))
+    negotiated = Negotiated(blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=bool(granted))
+    return tuple(granted), negotiated

@@ -1,0 +1,150 @@
+"""The DATA-sending half of a transfer: RFC 1350 lockstep and RFC 7440 go-back-N windows.
+
+Theory of operation
+-------------------
+The driver pushes file bytes in with ``feed`` while ``bytes_wanted`` is positive and calls ``feed_eof`` when the
+file ends; the session cuts them into blocks of ``blksize`` and keeps only the blocks not yet acknowledged (at most
+one window).  A block shorter than ``blksize`` ends the transfer, so a file whose size is a multiple of
+``blksize`` ends with an empty block (RFC 1350 section 6).
+
+Blocks carry absolute numbers 1, 2, 3, ... inside the session; the wire carries them modulo 65536, so block
+65536 is sent as 0 (the rollover every common peer uses).  ACKs are mapped back to the absolute number nearest
+above the last acknowledged block.
+
+Window: blocks ``base .. base + windowsize - 1`` are sent back to back, then the session waits for an ACK.
+An ACK for block k in the window acknowledges everything up to k and a new window starts at k + 1 (go-back-N:
+blocks after k that were in flight are sent again).  An ACK that acknowledges nothing new is a duplicate and is
+ignored: resending on a duplicate ACK is the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1).  When the
+timer expires the whole window from ``base`` is sent again.  windowsize 1 is exactly RFC 1350's lockstep.
+"""
+
+from __future__ import annotations
+
+from rudp.core.config import TransferConfig
+from rudp.core.events import Negotiated
+from rudp.core.session import Address, Session, State
+from rudp.wire import netascii
+from rudp.wire.codec import encode_data
+from rudp.wire.packets import Ack, Packet
+
+__all__ = ["SendingSession"]
+
+_WIRE = 0x10000
+
+
+class SendingSession(Session):
+    def __init__(self, config: TransferConfig, *, peer: Address | None) -> None:
+        super().__init__(config, peer=peer)
+        self._pending = bytearray()  # fed bytes not yet cut into a block
+        self._eof = False
+        self._blocks: dict[int, bytes] = {}  # absolute block number -> payload, for unacknowledged blocks
+        self._cut_upto = 0  # highest block number cut so far
+        self._final: int | None = None  # number of the final (short) block, once known
+        self._base = 1  # first unacknowledged block
+        self._next = 1  # next block to transmit in the current window
+        self._highest_sent = 0
+
+    # ----------------------------------------------------------------- file input
+    @property
+    def bytes_wanted(self) -> int:
+        """How many more file bytes the session can use now (0 when the window is stocked or the file ended)."""
+        if self._eof or self.state is State.CLOSED:
+            return 0
+        window = self.negotiated.windowsize if self.negotiated else 1
+        blksize = self.negotiated.blksize if self.negotiated else self.config.blksize
+        stocked = self._cut_upto - self._base + 1
+        return max(0, (window - stocked + 1) * blksize - len(self._pending))
+
+    def feed(self, data: bytes, *, now: float) -> None:
+        if self._eof:
+            raise ValueError("feed() after feed_eof()")
+        self._pending += netascii.encode(data) if self.config.mode == "netascii" else data
+        self._pump(now)
+
+    def feed_eof(self, *, now: float) -> None:
+        self._eof = True
+        self._pump(now)
+
+    # ----------------------------------------------------------------- protocol
+    def _start_transfer(self, negotiated: Negotiated, now: float) -> None:
+        self._negotiated(negotiated)
+        self._move(State.TRANSFERRING)
+        self._progress()
+        self._pump(now)
+
+    def _cut(self) -> None:
+        """Cut fed bytes into blocks until the window is stocked."""
+        assert self.negotiated is not None
+        blksize, window = self.negotiated.blksize, self.negotiated.windowsize
+        while self._final is None and self._cut_upto < self._base + window - 1:
+            if len(self._pending) >= blksize:
+                payload = bytes(self._pending[:blksize])
+                del self._pending[:blksize]
+            elif self._eof:
+                payload = bytes(self._pending)
+                self._pending.clear()
+                self._final = self._cut_upto + 1
+            else:
+                return
+            self._cut_upto += 1
+            self._blocks[self._cut_upto] = payload
+
+    def _pump(self, now: float) -> None:
+        """Transmit the blocks of the current window that are ready and not yet sent."""
+        if self.state is not State.TRANSFERRING:
+            return
+        assert self.negotiated is not None
+        self._cut()
+        end = self._base + self.negotiated.windowsize
+        sent = False
+        while self._next < end and self._next in self._blocks:
+            block = self._next
+            if block <= self._highest_sent:
+                self.stats.retransmissions += 1
+            else:
+                self._highest_sent = block
+            self._send(encode_data(block % _WIRE, self._blocks[block]))
+            self._next += 1
+            sent = True
+        if sent:
+            self._arm(now)
+
+    def _on_ack(self, ack: Ack, now: float) -> None:
+        acked = self._base - 1 + (ack.block - (self._base - 1)) % _WIRE
+        if acked >= self._next:
+            return  # acknowledges a block never sent (a stale ACK from before a rollover): ignore it
+        if acked < self._base:
+            # RFC 1123 section 4.2.3.1: a duplicate ACK must not cause a retransmission (Sorcerer's Apprentice).
+            self.stats.duplicates += 1
+            return
+        for block in range(self._base, acked + 1):
+            payload = self._blocks.pop(block)
+            self.stats.payload_bytes += len(payload)
+            self.stats.blocks += 1
+        self._base = acked + 1
+        self._next = self._base  # RFC 7440 section 4: the next window starts after the acknowledged block
+        self._progress()
+        if acked == self._final:
+            self._deadline = None
+            self._complete()
+            self._close()
+            return
+        self._deadline = None
+        self._pump(now)
+
+    def _resend_window(self, now: float) -> None:
+        self._next = self._base
+        self._pump(now)
+        if self._deadline is None:  # nothing was ready to send: keep waiting for the file
+            self._arm(now)
+
+    def _data_packet(self, packet: Packet, now: float) -> None:
+        """Handle a packet while TRANSFERRING."""
+        if isinstance(packet, Ack):
+            self._on_ack(packet, now)
+        # OACK or DATA now: a late duplicate of the handshake, or nonsense; neither changes anything.
+
+    def _on_timeout(self, now: float) -> None:
+        if self.state is State.TRANSFERRING:
+            if self._retry(f"ACK of block {self._base % _WIRE}"):
+                self._resend_window(now)

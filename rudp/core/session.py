@@ -1,0 +1,230 @@
+"""The sans-I/O session base: what every TFTP transfer role shares.
+
+Theory of operation
+-------------------
+A session is one transfer seen from one end.  Its driver feeds it datagrams (``receive_datagram``) and timer
+expiries (``handle_timer``), always with the current time as an argument, and after each call collects what to
+transmit (``datagrams_to_send``), when to wake it next (``get_timer``) and what happened (``next_event``).  The
+session never touches a socket, a file, the clock or a random generator.
+
+Lifecycle: ``state`` moves REQUESTING -> NEGOTIATING -> TRANSFERRING -> (DALLYING) -> CLOSED, with the table in
+``_TRANSITIONS`` as the only legal moves.  A terminal ``TransferComplete`` or ``TransferFailed`` event is emitted
+exactly once; after it the session answers nothing but a repeated final DATA while it dallies.
+
+Retransmission: whatever the session is waiting on (an answer to its request, an ACK for its window, the next
+DATA) has one deadline.  When it passes, the session resends its last unanswered datagram(s) and counts a retry;
+``config.retries`` retries without progress end the transfer with TIMED_OUT.  Progress resets the count.
+
+Peers (TIDs, RFC 1350 section 4): once the peer's address and port are known, a datagram from anywhere else gets
+ERROR 5 and changes nothing.  A peer's ERROR ends the transfer and is never answered ("errors are not
+acknowledged", RFC 1350 section 7).  Undecodable datagrams are dropped and counted by reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Any
+
+from rudp.core.config import TransferConfig
+from rudp.core.events import Event, FailureKind, Negotiated, TransferComplete, TransferFailed, TransferStats
+from rudp.wire.codec import MalformedPacket, decode, encode
+from rudp.wire.packets import Error, ErrorCode, Opcode, Packet
+
+__all__ = ["Address", "State", "Session", "IllegalTransition", "same_endpoint"]
+
+Address = tuple[Any, ...]  # as socket.recvfrom gives it: (host, port) or (host, port, flowinfo, scope_id)
+
+_ERROR_OPCODE = Opcode.ERROR.to_bytes(2, "big")
+
+
+class State(enum.Enum):
+    REQUESTING = "requesting"  # client: request sent, no answer yet
+    NEGOTIATING = "negotiating"  # OACK sent or received, waiting for the other side to confirm it
+    TRANSFERRING = "transferring"
+    DALLYING = "dallying"  # receiver: final ACK sent, answering a repeated final DATA for a while
+    CLOSED = "closed"
+
+
+_TRANSITIONS: dict[State, set[State]] = {
+    State.REQUESTING: {State.NEGOTIATING, State.TRANSFERRING, State.CLOSED},
+    State.NEGOTIATING: {State.TRANSFERRING, State.CLOSED},
+    State.TRANSFERRING: {State.DALLYING, State.CLOSED},
+    State.DALLYING: {State.CLOSED},
+    State.CLOSED: set(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A bug in rudp, never the peer's doing: the session tried a state change the table forbids."""
+
+
+def same_endpoint(a: Address, b: Address) -> bool:
+    return a[0] == b[0] and a[1] == b[1]
+
+
+class Session:
+    def __init__(self, config: TransferConfig, *, peer: Address | None) -> None:
+        self.config = config
+        self.peer = peer  # the remote TID (address, port); None until a client hears its first answer
+        self.state = State.REQUESTING
+        self.stats = TransferStats()
+        self.negotiated: Negotiated | None = None
+        self.outcome: TransferComplete | TransferFailed | None = None
+        self._out: list[tuple[bytes, Address]] = []
+        self._events: deque[Event] = deque()
+        self._deadline: float | None = None
+        self._tries = 0  # retransmissions since the last progress
+
+    # ----------------------------------------------------------------- the driver's verbs
+    def receive_datagram(self, data: bytes, addr: Address, *, now: float) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.stats.datagrams_received += 1
+        self.stats.wire_bytes_received += len(data)
+        if not self._claim_source(addr):
+            self.stats.wrong_tid += 1
+            if data[:2] != _ERROR_OPCODE:  # never answer an ERROR: two confused ends would ping-pong
+                # RFC 1350 section 4: "An error packet should be sent to the source of the incorrect packet,
+                # while not disturbing the transfer."
+                self._send_to(encode(Error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID")), addr)
+            return
+        try:
+            packet = decode(data)
+        except MalformedPacket as exc:
+            self.stats.malformed[exc.reason] += 1
+            return
+        if isinstance(packet, Error):
+            if self.state is State.DALLYING:  # the transfer already succeeded; the peer is just leaving
+                self._close()
+                return
+            self._fail(FailureKind.PEER_ERROR, _describe_error(packet), code=packet.code, notify=False)
+            return
+        self._on_packet(packet, now)
+
+    def handle_timer(self, *, now: float) -> None:
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            self._on_timeout(now)
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        return self._deadline
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def abort(self, message: str, *, code: int = ErrorCode.NOT_DEFINED) -> None:
+        """Give up locally (Ctrl-C, disk full, ...): tell the peer with an ERROR if we know it."""
+        if self.state is State.DALLYING:
+            self._close()
+        elif self.state is not State.CLOSED:
+            self._fail(FailureKind.ABORTED, message, code=code, notify=self.peer is not None)
+
+    def peer_unreachable(self) -> None:
+        """The driver saw ICMP port unreachable for the peer: nobody is listening there any more."""
+        if self.state is State.DALLYING:
+            self._close()
+        elif self.state is not State.CLOSED:
+            where = self.peer or getattr(self, "server", None)
+            self._fail(FailureKind.UNREACHABLE, f"nothing is listening at {_fmt(where)}", notify=False)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
+    def finished(self) -> bool:
+        """The outcome is known (the session may still dally)."""
+        return self.outcome is not None
+
+    # ----------------------------------------------------------------- for the roles
+    def _on_packet(self, packet: Packet, now: float) -> None:
+        raise NotImplementedError
+
+    def _on_timeout(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _claim_source(self, addr: Address) -> bool:
+        """Is this datagram from our peer?  Clients override this to learn the server's TID."""
+        return self.peer is not None and same_endpoint(addr, self.peer)
+
+    def _move(self, new: State) -> None:
+        if new not in _TRANSITIONS[self.state]:
+            raise IllegalTransition(f"{self.state.value} -> {new.value}")
+        self.state = new
+
+    def _send_to(self, datagram: bytes, addr: Address) -> None:
+        self._out.append((datagram, addr))
+        self.stats.datagrams_sent += 1
+        self.stats.wire_bytes_sent += len(datagram)
+
+    def _send(self, datagram: bytes) -> None:
+        assert self.peer is not None
+        self._send_to(datagram, self.peer)
+
+    def _arm(self, now: float) -> None:
+        self._deadline = now + self._timeout()
+
+    def _timeout(self) -> float:
+        return self.negotiated.timeout if self.negotiated is not None else self.config.timeout
+
+    def _progress(self) -> None:
+        self._tries = 0
+
+    def _retry(self, waiting_for: str) -> bool:
+        """A timeout happened: True if we may retransmit, else the transfer has failed."""
+        self.stats.timeouts += 1
+        if self._tries >= self.config.retries:
+            self._fail(
+                FailureKind.TIMED_OUT,
+                f"timed out waiting for {waiting_for} from {_fmt(self.peer or getattr(self, 'server', None))} "
+                f"after {self.config.retries} retransmissions",
+            )
+            return False
+        self._tries += 1
+        return True
+
+    def _negotiated(self, negotiated: Negotiated) -> None:
+        self.negotiated = negotiated
+        self._events.append(negotiated)
+
+    def _complete(self) -> None:
+        self.outcome = TransferComplete()
+        self._events.append(self.outcome)
+
+    def _fail(self, kind: FailureKind, message: str, *, code: int | None = None, notify: bool = True) -> None:
+        """End the transfer.  With ``notify`` the peer gets ERROR ``code`` (default 0) carrying ``message``."""
+        if notify and self.peer is not None:
+            self._send(encode(Error(ErrorCode.NOT_DEFINED if code is None else code, message)))
+        self.outcome = TransferFailed(kind, message, code)
+        self._events.append(self.outcome)
+        self._close()
+
+    def _protocol_error(self, message: str, code: int = ErrorCode.ILLEGAL_OPERATION) -> None:
+        self._fail(FailureKind.PROTOCOL_ERROR, message, code=code)
+
+    def _close(self) -> None:
+        self._move(State.CLOSED)
+        self._deadline = None
+
+
+def _describe_error(packet: Error) -> str:
+    try:
+        name = ErrorCode(packet.code).name.replace("_", " ").lower()
+    except ValueError:
+        name = "unknown error code"
+    text = packet.message.strip() or name
+    return f"peer sent ERROR {packet.code} ({name}): {text}"
+
+
+def _fmt(addr: Address | None) -> str:
+    if addr is None:
+        return "the peer"
+    host = addr[0]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
