@@ -31,7 +31,7 @@ from rudp.core.events import Event, FailureKind, Negotiated, TransferComplete, T
 from rudp.wire.codec import MalformedPacket, decode, encode
 from rudp.wire.packets import Error, ErrorCode, Opcode, Packet
 
-__all__ = ["Address", "State", "Session", "IllegalTransition", "same_endpoint"]
+__all__ = ["Address", "State", "Session", "IllegalTransition", "same_endpoint", "fmt_address"]
 
 Address = tuple[Any, ...]  # as socket.recvfrom gives it: (host, port) or (host, port, flowinfo, scope_id)
 
@@ -130,7 +130,7 @@ class Session:
             self._close()
         elif self.state is not State.CLOSED:
             where = self.peer or getattr(self, "server", None)
-            self._fail(FailureKind.UNREACHABLE, f"nothing is listening at {_fmt(where)}", notify=False)
+            self._fail(FailureKind.UNREACHABLE, f"nothing is listening at {fmt_address(where)}", notify=False)
 
     @property
     def closed(self) -> bool:
@@ -181,7 +181,7 @@ class Session:
         if self._tries >= self.config.retries:
             self._fail(
                 FailureKind.TIMED_OUT,
-                f"timed out waiting for {waiting_for} from {_fmt(self.peer or getattr(self, 'server', None))} "
+                f"timed out waiting for {waiting_for} from {fmt_address(self.peer or getattr(self, 'server', None))} "
                 f"after {self.config.retries} retransmissions",
             )
             return False
@@ -221,10 +221,11 @@ def _describe_error(packet: Error) -> str:
     return f"peer sent ERROR {packet.code} ({name}): {text}"
 
 
-def _fmt(addr: Address | None) -> str:
+def fmt_address(addr: Address | None) -> str:
+    """host:port for people: IPv4-mapped IPv6 shown as IPv4, other IPv6 in brackets."""
     if addr is None:
         return "the peer"
-    host = addr[0]
-    if host.startswith("::ffff:"):
+    host = str(addr[0])
+    if host.startswith("::ffff:") and "." in host:
         host = host[7:]
     return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"

@@ -1,0 +1,154 @@
+"""The Python API: ``send_file`` (upload, WRQ) and ``get_file`` (download, RRQ).
+
+Both run one transfer to completion on a fresh UDP socket and return a ``TransferResult``, or raise a
+``rudp.errors.RudpError`` subclass whose ``exit_code`` the commands use.  ``on_progress(done, total)`` is called
+as file bytes move (``total`` is None until the size is known); ``on_complete(result)`` is called as soon as the
+transfer succeeds, before the short dally that protects the final ACK.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable
+
+from rudp.core.client import ReadClient, WriteClient
+from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TransferConfig
+from rudp.core.events import TransferComplete
+from rudp.errors import Interrupted, LocalFileError, UsageError, error_for_failure
+from rudp.fs import AtomicWriter, FsError
+from rudp.net.driver import Transfer, run
+from rudp.net.sockets import resolve, udp_socket
+from rudp.result import TransferResult
+
+__all__ = ["send_file", "get_file", "client_config", "DEFAULT_BLKSIZE", "DEFAULT_WINDOWSIZE", "CLIENT_DALLY"]
+
+DEFAULT_BLKSIZE = 1468  # fills a 1500-byte Ethernet frame over IPv4 (1500 - 20 IP - 8 UDP - 4 TFTP)
+DEFAULT_WINDOWSIZE = 8
+CLIENT_DALLY = 1.0  # at most this long a client lingers after its final ACK (RFC 1350 section 6 "dallying")
+
+Progress = Callable[[int, "int | None"], None]
+
+
+def client_config(
+    *,
+    blksize: int = DEFAULT_BLKSIZE,
+    windowsize: int = DEFAULT_WINDOWSIZE,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_RETRIES,
+    mode: str = "octet",
+    options: bool = True,
+) -> TransferConfig:
+    """A client's settings.  A whole-second ``timeout`` of 1..255 is also asked of the server (RFC 2349)."""
+    timeout_option = int(timeout) if float(timeout).is_integer() and 1 <= timeout <= 255 else None
+    if timeout == DEFAULT_TIMEOUT:
+        timeout_option = None  # the classic default: leave the server's own timer alone
+    try:
+        return TransferConfig(
+            blksize=blksize,
+            windowsize=windowsize,
+            timeout=timeout,
+            retries=retries,
+            mode=mode,
+            options=options,
+            timeout_option=timeout_option,
+            dally=min(timeout, CLIENT_DALLY),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def send_file(
+    path: str | os.PathLike[str],
+    host: str,
+    *,
+    port: int = 69,
+    remote_name: str | None = None,
+    config: TransferConfig | None = None,
+    on_progress: Progress | None = None,
+    on_complete: Callable[[TransferResult], None] | None = None,
+) -> TransferResult:
+    config = config or client_config()
+    local = os.fspath(path)
+    remote = remote_name if remote_name is not None else os.path.basename(local)
+    try:
+        source = open(local, "rb")  # noqa: SIM115 - closed in finally
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {local}: {exc.strerror}") from None
+    try:
+        info = os.fstat(source.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise LocalFileError(f"cannot send {local}: not a regular file")
+        family, server = resolve(host, port)
+        with udp_socket(family) as sock:
+            session = WriteClient(remote, server, config, tsize=info.st_size, now=time.monotonic())
+            transfer = Transfer(session, sock, source=source, started=time.monotonic())
+            return _drive(transfer, "send", local, remote, host, port, info.st_size, on_progress, on_complete)
+    finally:
+        source.close()
+
+
+def get_file(
+    host: str,
+    remote: str,
+    local: str | os.PathLike[str] | None = None,
+    *,
+    port: int = 69,
+    overwrite: bool = False,
+    config: TransferConfig | None = None,
+    on_progress: Progress | None = None,
+    on_complete: Callable[[TransferResult], None] | None = None,
+) -> TransferResult:
+    config = config or client_config()
+    target = os.fspath(local) if local is not None else remote.replace("\\", "/").rsplit("/", 1)[-1]
+    if target in ("", ".", ".."):
+        raise UsageError(f"cannot derive a local file name from {remote!r}; give one with -o")
+    family, server = resolve(host, port)
+    try:
+        writer = AtomicWriter.for_path(target, overwrite=overwrite)
+    except FsError as exc:
+        raise LocalFileError(f"cannot write {target}: {exc.message}") from None
+    try:
+        with udp_socket(family) as sock:
+            session = ReadClient(remote, server, config, now=time.monotonic())
+            transfer = Transfer(session, sock, sink=writer, started=time.monotonic())
+            return _drive(transfer, "get", target, remote, host, port, None, on_progress, on_complete)
+    finally:
+        writer.abort()  # no-op once committed; removes the temporary file otherwise
+
+
+def _drive(transfer, direction, local, remote, host, port, total, on_progress, on_complete) -> TransferResult:
+    state = {"total": total}
+
+    if on_progress is not None:
+
+        def progress(n: int) -> None:
+            if transfer.negotiated is not None and transfer.negotiated.tsize is not None:
+                state["total"] = transfer.negotiated.tsize
+            on_progress(n, state["total"])
+
+        transfer.on_progress = progress
+
+    peer = _peer_text(host, port)
+
+    def reported(t: Transfer) -> None:
+        if on_complete is not None and isinstance(t.outcome, TransferComplete):
+            on_complete(t.result(direction, local, remote, peer))
+
+    try:
+        run(transfer, on_outcome=reported)
+    except KeyboardInterrupt:
+        transfer.abort("interrupted by user")
+        raise Interrupted("interrupted", result=transfer.result(direction, local, remote, peer)) from None
+    result = transfer.result(direction, local, remote, peer)
+    if transfer.local_error is not None:
+        raise transfer.local_error
+    if not isinstance(transfer.outcome, TransferComplete):
+        assert transfer.outcome is not None
+        raise error_for_failure(transfer.outcome, result)
+    return result
+
+
+def _peer_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,243 @@
+"""The driver ritual over a real socket: feed, transmit, wait, receive, re-arm (STYLE.md section 2).
+
+``Transfer`` binds one sans-I/O session to one UDP socket and to the file it reads or writes.  ``service()`` runs
+the ritual once: pull file bytes into a sending session, send what the session queued, hand received file bytes
+to the writer, collect the outcome.  ``run()`` loops over it for a client, sleeping in ``select`` until the
+session's deadline; the server calls ``service()`` for many transfers from its own loop.  The clock is read in
+one place per loop and timers fire with ``now = max(deadline, clock())``.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
+
+from rudp.core.events import DataReceived, FailureKind, Negotiated, TransferComplete, TransferFailed
+from rudp.core.session import Session
+from rudp.errors import ExitCode, LocalFileError, NetworkError, error_for_failure
+from rudp.fs.errors import FsError
+from rudp.result import TransferResult
+from rudp.net.sockets import RECV_SIZE, Address, bounced_destinations, same_host
+from rudp.wire.packets import ErrorCode
+
+__all__ = ["Transfer", "Sink", "Clock"]
+
+Clock = Callable[[], float]
+_READ_CHUNK = 256 * 1024
+_DRAIN_LIMIT = 4096  # datagrams handled per wake-up before the timers get a look in
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> Any: ...
+    def commit(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+@dataclass
+class Transfer:
+    session: Session
+    sock: socket.socket
+    source: BinaryIO | None = None  # the file a sending session reads
+    sink: Sink | None = None  # where a receiving session's bytes go (an AtomicWriter)
+    on_progress: Callable[[int], None] | None = None  # called with file bytes moved since the last call
+    started: float = 0.0
+    finished_at: float | None = None
+    file_bytes: int = 0
+    negotiated: Negotiated | None = None
+    outcome: TransferComplete | TransferFailed | None = None
+    local_error: Exception | None = None  # a local failure (disk full, unreadable file, network) that ended it
+    _eof: bool = False
+    _acked_payload: int = field(default=0, repr=False)
+
+    # ----------------------------------------------------------------- one turn of the ritual
+    def service(self, now: float) -> None:
+        self._feed(now)
+        self._transmit()
+        self._collect(now)
+        if self.session.closed:
+            self._transmit()  # a final ERROR queued while collecting
+
+    def receive(self, clock: Clock) -> None:
+        """Hand every datagram waiting on the socket to the session (bounded per call)."""
+        for _ in range(_DRAIN_LIMIT):
+            try:
+                data, addr = self.sock.recvfrom(RECV_SIZE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except ConnectionRefusedError:
+                self._bounced()
+                continue
+            except OSError as exc:
+                self._network_failure(exc)
+                return
+            self.session.receive_datagram(data, addr, now=clock())
+            if self.session.closed:
+                return
+
+    def fire_timer(self, clock: Clock) -> None:
+        deadline = self.session.get_timer()
+        if deadline is not None:
+            now = clock()
+            if now >= deadline:
+                self.session.handle_timer(now=max(deadline, now))
+
+    def abort(self, message: str, code: int = ErrorCode.NOT_DEFINED) -> None:
+        self.session.abort(message, code=code)
+        self._transmit()
+        if self.sink is not None:
+            self.sink.abort()
+
+    def result(self, direction: str, local: str, remote: str, peer: str) -> TransferResult:
+        n = self.negotiated
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        ok = isinstance(self.outcome, TransferComplete) and self.local_error is None
+        if ok:
+            error, code = None, ExitCode.OK
+        elif self.local_error is not None:
+            error, code = str(self.local_error), getattr(self.local_error, "exit_code", ExitCode.INTERNAL)
+        elif isinstance(self.outcome, TransferFailed):
+            error, code = self.outcome.message, error_for_failure(self.outcome).exit_code
+        else:
+            error, code = "interrupted", ExitCode.INTERRUPTED
+        return TransferResult(
+            direction=direction,
+            local=local,
+            remote=remote,
+            peer=peer,
+            bytes=self.file_bytes,
+            seconds=max(end - self.started, 0.0),
+            blksize=n.blksize if n else None,
+            windowsize=n.windowsize if n else None,
+            timeout=n.timeout if n else None,
+            tsize=n.tsize if n else None,
+            options_acknowledged=bool(n and n.oack),
+            retransmissions=self.session.stats.retransmissions,
+            ok=ok,
+            error=error,
+            exit_code=int(code),
+            stats=self.session.stats.as_dict(),
+        )
+
+    # ----------------------------------------------------------------- the steps
+    def _feed(self, now: float) -> None:
+        if self.source is None or self._eof:
+            return
+        session: Any = self.session
+        wanted = session.bytes_wanted
+        while wanted > 0 and not session.closed:
+            try:
+                chunk = self.source.read(max(wanted, _READ_CHUNK))
+            except OSError as exc:
+                self.local_error = LocalFileError(f"cannot read {getattr(self.source, 'name', 'file')}: {exc.strerror}")
+                self.session.abort("read error")
+                return
+            if not chunk:
+                self._eof = True
+                session.feed_eof(now=now)
+                return
+            session.feed(chunk, now=now)
+            wanted = session.bytes_wanted
+
+    def _transmit(self) -> None:
+        for datagram, addr in self.session.datagrams_to_send():
+            try:
+                self.sock.sendto(datagram, addr)
+            except ConnectionRefusedError:
+                self._bounced()
+                try:
+                    self.sock.sendto(datagram, addr)
+                except OSError:
+                    pass
+            except OSError as exc:
+                if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
+                    continue  # dropped locally, exactly like a loss on the path: the timer recovers
+                self._network_failure(exc)
+                return
+
+    def _collect(self, now: float) -> None:
+        session = self.session
+        while (event := session.next_event()) is not None:
+            if isinstance(event, DataReceived):
+                self._store(event.data)
+            elif isinstance(event, Negotiated):
+                self.negotiated = event
+            elif isinstance(event, TransferComplete):
+                self.finished_at = now
+                if self.sink is not None:
+                    try:
+                        self.sink.commit()
+                    except FsError as exc:
+                        # e.g. the name appeared meanwhile (RFC 1350 error 6): too late to tell the peer cleanly
+                        self.local_error = LocalFileError(exc.message)
+                        self.outcome = TransferFailed(FailureKind.ABORTED, exc.message, exc.code)
+                        session.abort(exc.message, code=exc.code)
+                        continue
+                self.outcome = event
+            elif isinstance(event, TransferFailed):
+                self.finished_at = now
+                if self.outcome is None:
+                    self.outcome = event
+                if self.sink is not None:
+                    self.sink.abort()
+        payload = session.stats.payload_bytes
+        if self.source is not None and payload != self._acked_payload:
+            self._progress(payload - self._acked_payload)
+            self._acked_payload = payload
+
+    def _store(self, data: bytes) -> None:
+        if self.sink is None or self.session.closed:
+            return
+        try:
+            self.sink.write(data)
+        except FsError as exc:
+            self.local_error = LocalFileError(exc.message)
+            self.session.abort(exc.message, code=exc.code)  # e.g. RFC 1350 error 3, disk full
+            self.sink.abort()
+            return
+        self._progress(len(data))
+
+    def _progress(self, n: int) -> None:
+        self.file_bytes += n
+        if self.on_progress is not None:
+            self.on_progress(n)
+
+    def _bounced(self) -> None:
+        """ECONNREFUSED: if our peer's port is closed, the transfer is over."""
+        peer = self.session.peer or getattr(self.session, "server", None)
+        if peer is None:
+            return
+        if any(same_host(dest, peer) and dest[1] == peer[1] for dest in bounced_destinations(self.sock)):
+            self.session.peer_unreachable()
+
+    def _network_failure(self, exc: OSError) -> None:
+        self.local_error = NetworkError(f"network error: {exc.strerror or exc}")
+        self.session.abort(f"network error: {exc.strerror or exc}")
+
+
+def run(
+    transfer: Transfer, clock: Clock = time.monotonic, on_outcome: Callable[[Transfer], None] | None = None
+) -> None:
+    """Drive one (client) transfer to its end, dally included; ``on_outcome`` runs as soon as the result is
+    known, so a caller can report success before the quiet dally ends."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(transfer.sock, selectors.EVENT_READ)
+        transfer.service(clock())
+        reported = False
+        while not transfer.session.closed:
+            if on_outcome is not None and not reported and transfer.outcome is not None:
+                reported = True
+                on_outcome(transfer)
+            deadline = transfer.session.get_timer()
+            timeout = 1.0 if deadline is None else max(0.0, deadline - clock())  # never sleep unbounded
+            if selector.select(timeout):
+                transfer.receive(clock)
+            else:
+                transfer.fire_timer(clock)
+            transfer.service(clock())
+        if on_outcome is not None and not reported:
+            on_outcome(transfer)

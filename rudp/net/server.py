@@ -1,0 +1,260 @@
+"""``Server``: a TFTP server that accepts uploads into a directory and, when asked, serves downloads from it.
+
+Theory of operation
+-------------------
+One thread, one ``selectors`` loop.  The listening socket (dual-stack ``[::]`` unless bound to one address) only
+ever sees requests.  Each accepted request gets its own socket on a fresh port (its TID, RFC 1350 section 4), a
+sans-I/O server session, and the file it reads (``Root.open_for_read``) or writes (``Root.open_for_write``: a
+temporary file renamed into place only when the transfer completes).  A request repeated by a client whose
+first answer was lost is recognised by its source address and ignored: the transfer's own timer resends.
+Requests the server refuses are answered with one ERROR from the listening socket.
+"""
+
+from __future__ import annotations
+
+import errno
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rudp.core.config import TransferConfig
+from rudp.core.events import TransferComplete
+from rudp.core.session import fmt_address
+from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
+from rudp.errors import LocalFileError, NetworkError
+from rudp.fs import FsError, Root
+from rudp.net.driver import Transfer
+from rudp.net.sockets import Address, udp_socket
+from rudp.result import TransferResult
+from rudp.wire.codec import MalformedPacket, decode, encode
+from rudp.wire.packets import Error, ErrorCode, ReadRequest, Request, WriteRequest
+
+__all__ = ["Server", "ServerConfig"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    directory: str = "."
+    host: str | None = None  # None: every IPv4 and IPv6 address
+    port: int = 69
+    serve: bool = False  # answer read requests (downloads)
+    overwrite: bool = False  # let uploads replace existing files
+    transfer: TransferConfig = TransferConfig(blksize=65464, windowsize=64)
+
+
+@dataclass
+class _Active:
+    transfer: Transfer
+    request: Request
+    client: Address
+    direction: str
+    name: str
+    result: TransferResult | None = None
+
+
+class Server:
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        on_result: Callable[[TransferResult], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config or ServerConfig()
+        self.on_result = on_result
+        self.clock = clock
+        self.results: list[TransferResult] = []
+        self.dropped_requests = 0
+        try:
+            self.root = Root(self.config.directory)
+        except FsError as exc:
+            raise LocalFileError(f"cannot serve {self.config.directory}: {exc.message}") from None
+        self.sock = self._listen()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.sock, selectors.EVENT_READ, None)
+        self._active: dict[tuple, _Active] = {}
+        self.accepting = True  # False: new requests are read and dropped
+
+    # ----------------------------------------------------------------- setup
+    def _listen(self) -> socket.socket:
+        host, port = self.config.host, self.config.port
+        try:
+            if host is None:
+                try:
+                    return udp_socket(socket.AF_INET6, ("::", port), dual_stack=True)
+                except OSError as exc:
+                    if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                        raise
+                    return udp_socket(socket.AF_INET, ("0.0.0.0", port))
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            infos = socket.getaddrinfo(host, port, family if ":" in host else 0, socket.SOCK_DGRAM)
+            family, _, _, _, addr = infos[0]
+            return udp_socket(family, addr)
+        except socket.gaierror as exc:
+            raise NetworkError(f"cannot bind {host}: {exc.strerror}") from None
+        except OSError as exc:
+            where = f"{host or '*'} port {port}"
+            raise NetworkError(f"cannot listen on {where}: {exc.strerror}") from None
+
+    @property
+    def address(self) -> Address:
+        return self.sock.getsockname()
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def describe(self) -> str:
+        host = self.address[0]
+        stack = "IPv4 and IPv6" if self.config.host is None and self.sock.family == socket.AF_INET6 else ""
+        where = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        modes = "uploads" + (" and downloads" if self.config.serve else " only")
+        return f"listening on {where}{' (' + stack + ')' if stack else ''}, {modes}, directory {self.config.directory}"
+
+    # ----------------------------------------------------------------- running
+    def serve_forever(self, *, once: bool = False, poll: float = 1.0) -> TransferResult | None:
+        """Run until interrupted, or (``once``) until the first transfer ends; return that transfer's result.
+
+        With ``once``, requests that arrive after the first result are not accepted, and the method returns
+        only when every transfer has closed, so the last ACK is still protected by the dally."""
+        first: TransferResult | None = None
+        while True:
+            finished = self.step(timeout=poll)
+            if once and first is None and finished:
+                first = finished[0]
+                self.accepting = False
+            if first is not None and not self._active:
+                return first
+
+    def step(self, timeout: float | None = None) -> list[TransferResult]:
+        """Wait for one batch of activity (at most ``timeout`` seconds), handle it; return the transfers whose
+        outcome became known (reported at once; a receiving session may then dally a while before closing)."""
+        deadlines = [d for a in self._active.values() if (d := a.transfer.session.get_timer()) is not None]
+        wait = timeout
+        if deadlines:
+            until = max(0.0, min(deadlines) - self.clock())
+            wait = until if wait is None else min(wait, until)
+        for key, _ in self._selector.select(wait):
+            if key.data is None:
+                self._accept_requests()
+            else:
+                key.data.transfer.receive(self.clock)
+        ended = []
+        for client, active in list(self._active.items()):
+            transfer = active.transfer
+            transfer.fire_timer(self.clock)
+            transfer.service(self.clock())
+            if active.result is None and transfer.outcome is not None:
+                ended.append(self._report(active))
+            if transfer.session.closed:
+                self._finish(client, active)
+        return ended
+
+    def close(self) -> None:
+        """Abort every transfer (the peers get an ERROR, temporary files are removed) and stop listening."""
+        for client, active in list(self._active.items()):
+            active.transfer.abort("server shutting down")
+            self._finish(client, active)
+        self._selector.close()
+        self.sock.close()
+        self.root.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- requests
+    def _accept_requests(self) -> None:
+        for _ in range(256):
+            try:
+                data, client = self.sock.recvfrom(65536 + 64, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error for an ERROR we sent from here: nothing to do
+            try:
+                request = decode(data)
+            except MalformedPacket:
+                self.dropped_requests += 1
+                continue
+            if not isinstance(request, (ReadRequest, WriteRequest)):
+                self.dropped_requests += 1  # a stray DATA/ACK/ERROR for a transfer long gone
+                continue
+            key = client[:2]
+            if key in self._active or not self.accepting:
+                continue  # a repeated request: that transfer's own timer answers it
+            self._start(request, client)
+
+    def _refuse(self, client: Address, code: int, message: str) -> None:
+        try:
+            self.sock.sendto(encode(Error(code, message)), client)
+        except OSError:
+            pass
+
+    def _start(self, request: Request, client: Address) -> None:
+        try:
+            check_request(request)
+        except RequestRefused as refusal:
+            self._refuse(client, refusal.code, refusal.message)
+            return
+        now = self.clock()
+        source = sink = None
+        try:
+            if isinstance(request, ReadRequest):
+                if not self.config.serve:
+                    self._refuse(client, ErrorCode.ACCESS_VIOLATION, "downloads are not enabled on this server")
+                    return
+                source, size = self.root.open_for_read(request.filename)
+            else:
+                sink = self.root.open_for_write(request.filename, overwrite=self.config.overwrite)
+        except FsError as exc:
+            self._refuse(client, exc.code, exc.message)
+            return
+        try:
+            sock = udp_socket(self.sock.family, (self.address[0], 0), dual_stack=self.sock.family == socket.AF_INET6)
+        except OSError as exc:
+            for f in (source, sink):
+                if f is not None:
+                    f.close() if f is source else f.abort()
+            self._refuse(client, ErrorCode.NOT_DEFINED, f"server cannot open a socket: {exc.strerror}")
+            return
+        if isinstance(request, ReadRequest):
+            octet = request.mode.lower() == "octet"
+            session = ReadServer(request, client, self.config.transfer, file_size=size if octet else None, now=now)
+            direction = "serve"
+        else:
+            session = WriteServer(request, client, self.config.transfer, now=now)
+            direction = "recv"
+        transfer = Transfer(session, sock, source=source, sink=sink, started=now)
+        active = _Active(transfer, request, client, direction, request.filename)
+        self._active[client[:2]] = active
+        self._selector.register(sock, selectors.EVENT_READ, active)
+        transfer.service(now)
+
+    def _report(self, active: _Active) -> TransferResult:
+        result = active.transfer.result(active.direction, active.name, active.name, fmt_address(active.client))
+        active.result = result
+        self.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    def _finish(self, client: tuple, active: _Active) -> None:
+        transfer = active.transfer
+        self._selector.unregister(transfer.sock)
+        transfer.sock.close()
+        if transfer.source is not None:
+            transfer.source.close()
+        if transfer.sink is not None and not isinstance(transfer.outcome, TransferComplete):
+            transfer.sink.abort()
+        del self._active[client]
+        if active.result is None:
+            self._report(active)

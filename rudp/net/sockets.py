@@ -1,0 +1,83 @@
+"""UDP sockets the way the drivers need them: resolved, sized, and told to report ICMP errors.
+
+Linux reports an ICMP port unreachable as ECONNREFUSED only on connected UDP sockets, unless IP_RECVERR is set.
+A TFTP client cannot connect its socket (the server answers from a new port, RFC 1350 section 4), so rudp sets
+IP_RECVERR / IPV6_RECVERR: the next receive fails with ECONNREFUSED and the error queue names the destination
+that bounced, so a bounce from a stranger we answered with ERROR 5 is told apart from our peer's.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+from rudp.errors import NetworkError
+
+__all__ = ["Address", "resolve", "udp_socket", "bounced_destinations", "RECV_SIZE", "same_host"]
+
+Address = tuple[Any, ...]
+RECV_SIZE = 65536 + 64  # the largest UDP payload and then some, so oversized datagrams are seen, not truncated
+_IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+_IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_BUFFER = 4 * 1024 * 1024  # ask for 4 MiB socket buffers; the kernel caps this at net.core.[rw]mem_max
+
+
+def resolve(host: str, port: int) -> tuple[int, Address]:
+    """(family, sockaddr) for a host name or literal; NetworkError with a one-line message if unknown."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
+    except socket.gaierror as exc:
+        raise NetworkError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    except UnicodeError:
+        raise NetworkError(f"invalid host name {host!r}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def udp_socket(family: int, bind: Address | None = None, *, dual_stack: bool = False) -> socket.socket:
+    """A blocking UDP socket with ICMP error reporting and large buffers, bound to ``bind`` (default: any)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, _BUFFER)
+            except OSError:
+                pass
+        sock.bind(bind if bind is not None else (("::" if family == socket.AF_INET6 else "0.0.0.0"), 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bounced_destinations(sock: socket.socket) -> list[Address]:
+    """Drain the socket's error queue: the destinations whose datagrams came back as ICMP errors."""
+    out = []
+    for _ in range(1024):  # bounded: the queue is small, but never loop forever
+        try:
+            _, _, _, addr = sock.recvmsg(1, 512, _MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ECONNREFUSED):
+                continue
+            break
+        if addr:
+            out.append(addr)
+    return out
+
+
+def same_host(a: Address, b: Address) -> bool:
+    """Same IP, whether or not one side is written as an IPv4-mapped IPv6 address."""
+    return _plain(a[0]) == _plain(b[0])
+
+
+def _plain(host: str) -> str:
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
