@@ -1,0 +1,296 @@
+"""Atomic file writing: the final name never holds a partial file.
+
+Theory of operation
+-------------------
+An :class:`AtomicWriter` owns a file descriptor of the destination's parent directory.  All its filesystem calls
+are relative to that descriptor (``*at`` system calls), so once the directory has been resolved safely (by
+:class:`rudp.fs.paths.Root`, beneath the served directory) nothing a peer names can redirect the writes.
+
+1. A temporary file ``.<name>.<16 random hex digits>.rudp-part`` is created in the same directory with
+   ``O_CREAT | O_EXCL | O_NOFOLLOW``: it is always a new inode of ours, never a pre-planted file or symlink.
+2. :meth:`AtomicWriter.write` appends to it (through a small user-space buffer, so 512-byte blocks do not cost a
+   system call each).
+3. :meth:`AtomicWriter.commit` flushes, optionally ``fsync``\\ s, and moves the file into place in one step:
+
+   * ``overwrite=False``: ``link(temp, final)`` then ``unlink(temp)``.  ``link`` fails with EEXIST rather than
+     replace anything, so a file that appeared after the request was accepted is never clobbered
+     (:class:`PathRefused` code 6).
+   * ``overwrite=True``: ``rename(temp, final)``, which atomically replaces the old file; readers see either the
+     old or the new contents, never a mix.
+
+4. :meth:`AtomicWriter.abort` (idempotent; a no-op after a commit) closes and unlinks the temporary file.  A failed
+   write aborts at once, which frees the disk space of a full file system immediately.  Leaving the ``with``
+   block without a commit aborts: nothing is ever committed implicitly.
+
+``fsync`` is off by default: a TFTP transfer is cheap to repeat and syncing costs far more than the transfer on
+fast links.  With ``fsync=True`` the file is synced before the move and the directory after it.
+
+A destination that is a directory is refused (code 2), and so is one that is a symbolic link: replacing the link
+would silently detach whatever the administrator linked there, and writing through it could leave the directory.
+The file is created with ``mode`` (default ``0o644``) filtered by the process umask, like ``open(2)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import secrets
+import stat
+from types import TracebackType
+
+from rudp.fs.errors import PathRefused, refusal_from_oserror, write_failure_from_oserror
+from rudp.wire.packets import ErrorCode
+
+__all__ = ["AtomicWriter", "TEMP_SUFFIX"]
+
+TEMP_SUFFIX = ".rudp-part"
+_TEMP_NAME_KEEP = 200  # bytes of the final name kept in the temporary name (NAME_MAX is 255)
+_O_PATH = getattr(os, "O_PATH", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DEFAULT_BUFFER = 64 * 1024
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+class AtomicWriter:
+    """Write a file under a temporary name and move it into place on :meth:`commit`.
+
+    Build one with :meth:`rudp.fs.paths.Root.open_for_write` (server side, beneath a served directory) or
+    :meth:`for_path` (client side, a destination the local user chose).  The writer takes ownership of
+    ``dir_fd`` from the moment it is called, also when the constructor raises.
+    """
+
+    def __init__(
+        self,
+        *,
+        dir_fd: int,
+        name: str | bytes,
+        overwrite: bool,
+        mode: int = 0o644,
+        fsync: bool = False,
+        display_name: str | None = None,
+        buffer_size: int = _DEFAULT_BUFFER,
+    ) -> None:
+        self._dir_fd = dir_fd
+        self._fd = -1
+        self._state = _State.ABORTED  # until the temporary file exists there is nothing to clean up but dir_fd
+        try:
+            self._final = os.fsencode(name)
+            if not self._final or b"/" in self._final or self._final in (b".", b".."):
+                raise ValueError(f"not a single file name: {name!r}")
+            self.name = display_name if display_name is not None else os.fsdecode(self._final)
+            self._overwrite = overwrite
+            self._fsync = fsync
+            self._buffer = bytearray()
+            self._buffer_size = max(0, buffer_size)
+            self.bytes_written = 0
+            self._check_destination()
+            self._temp, self._fd = self._create_temp(mode)
+        except BaseException:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+            raise
+        self._state = _State.OPEN
+
+    # -- construction -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def for_path(
+        cls,
+        path: str | bytes | os.PathLike[str],
+        *,
+        overwrite: bool,
+        mode: int = 0o644,
+        fsync: bool = False,
+        buffer_size: int = _DEFAULT_BUFFER,
+    ) -> AtomicWriter:
+        """Client side: write to ``path`` chosen by the local user (its directory is trusted and must exist)."""
+        raw = os.fsencode(path)
+        head, tail = os.path.split(raw)
+        if tail in (b"", b".", b".."):
+            raise PathRefused(ErrorCode.ACCESS_VIOLATION, "destination is a directory")
+        try:
+            dir_fd = os.open(head or b".", _O_PATH | os.O_DIRECTORY | _O_CLOEXEC)
+        except OSError as exc:
+            raise refusal_from_oserror(exc, not_found="directory not found") from exc
+        return cls(
+            dir_fd=dir_fd,
+            name=tail,
+            overwrite=overwrite,
+            mode=mode,
+            fsync=fsync,
+            display_name=os.fsdecode(raw),
+            buffer_size=buffer_size,
+        )
+
+    def _check_destination(self) -> None:
+        # Early, friendly refusal; commit() re-checks atomically (link's EEXIST, rename's EISDIR).
+        try:
+            st = os.stat(self._final, dir_fd=self._dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise refusal_from_oserror(exc) from exc
+        if stat.S_ISDIR(st.st_mode):
+            raise PathRefused(ErrorCode.ACCESS_VIOLATION, "is a directory")
+        if stat.S_ISLNK(st.st_mode):
+            raise PathRefused(ErrorCode.ACCESS_VIOLATION, "will not replace a symbolic link")
+        if not self._overwrite:
+            raise PathRefused(ErrorCode.FILE_EXISTS, "file already exists")
+
+    def _create_temp(self, mode: int) -> tuple[bytes, int]:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+        for _ in range(8):
+            token = secrets.token_hex(8).encode()
+            temp = b".%s.%s%s" % (self._final[:_TEMP_NAME_KEEP], token, TEMP_SUFFIX.encode())
+            try:
+                return temp, os.open(temp, flags, mode, dir_fd=self._dir_fd)
+            except FileExistsError:
+                continue  # 64 random bits collided (or someone planted the name): draw again
+            except OSError as exc:
+                raise refusal_from_oserror(exc) from exc
+        raise PathRefused(ErrorCode.NOT_DEFINED, "cannot create a temporary file")
+
+    # -- the data -----------------------------------------------------------------------------------------------
+
+    @property
+    def temp_name(self) -> str:
+        """Name of the temporary file inside the destination directory (for diagnostics and tests)."""
+        return os.fsdecode(self._temp)
+
+    @property
+    def committed(self) -> bool:
+        return self._state is _State.COMMITTED
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``.  On failure the writer aborts and raises :class:`WriteFailed` (3: disk full)."""
+        self._require_open()
+        self.bytes_written += len(data)
+        try:
+            if not self._buffer and len(data) >= self._buffer_size:
+                self._write_all(data)  # large blocks skip the copy into the buffer
+                return
+            self._buffer += data
+            if len(self._buffer) >= self._buffer_size:
+                self._flush()
+        except OSError as exc:
+            self.abort()
+            raise write_failure_from_oserror(exc) from exc
+
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
+        written = os.write(self._fd, data)
+        if written < len(data):  # short write: rare, so only then pay for a view
+            with memoryview(data) as view:
+                while written < len(view):
+                    written += os.write(self._fd, view[written:])
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._write_all(self._buffer)
+            self._buffer.clear()
+
+    def _flush_or_abort(self) -> None:
+        try:
+            self._flush()
+        except OSError as exc:
+            self.abort()
+            raise write_failure_from_oserror(exc) from exc
+
+    def commit(self) -> None:
+        """Flush and move the file into place; raises :class:`PathRefused` (6) if ``overwrite`` is off and the
+        name exists by now.  Any failure aborts, so the temporary file is gone whatever happens."""
+        self._require_open()
+        self._flush_or_abort()
+        try:
+            if self._fsync:
+                os.fsync(self._fd)
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # close() can report a deferred write error (NFS, quotas)
+        except OSError as exc:
+            self.abort()
+            raise write_failure_from_oserror(exc) from exc
+        try:
+            if self._overwrite:
+                os.rename(self._temp, self._final, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            else:
+                d = self._dir_fd
+                os.link(self._temp, self._final, src_dir_fd=d, dst_dir_fd=d, follow_symlinks=False)
+        except OSError as exc:
+            self.abort()
+            if exc.errno == errno.EEXIST:
+                raise PathRefused(ErrorCode.FILE_EXISTS, "file already exists") from exc
+            raise refusal_from_oserror(exc) from exc
+        self._state = _State.COMMITTED
+        try:
+            if not self._overwrite:
+                try:
+                    os.unlink(self._temp, dir_fd=self._dir_fd)
+                except OSError:
+                    pass  # the data is safely in place; a stray second name is not worth failing the transfer
+            if self._fsync:
+                self._sync_directory()
+        finally:
+            self._close_dir()
+
+    def _sync_directory(self) -> None:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | _O_CLOEXEC, dir_fd=self._dir_fd)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise write_failure_from_oserror(exc) from exc
+        finally:
+            os.close(fd)
+
+    def abort(self) -> None:
+        """Discard the temporary file.  Idempotent, and a no-op after a successful :meth:`commit`."""
+        if self._state is not _State.OPEN:
+            return
+        self._state = _State.ABORTED
+        self._buffer = bytearray()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.unlink(self._temp, dir_fd=self._dir_fd)
+        except OSError:
+            pass  # already gone, or nothing more can be done
+        finally:
+            self._close_dir()
+
+    def _close_dir(self) -> None:
+        if self._dir_fd >= 0:
+            fd, self._dir_fd = self._dir_fd, -1
+            os.close(fd)
+
+    def _require_open(self) -> None:
+        if self._state is not _State.OPEN:
+            raise ValueError(f"writer for {self.name!r} is already {self._state.value}")
+
+    # -- context manager ----------------------------------------------------------------------------------------
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()  # no-op after commit(); otherwise nothing is committed implicitly
+
+    def __del__(self) -> None:
+        # A leaked writer must not leave a temporary file behind for ever.
+        try:
+            self.abort()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<AtomicWriter {self.name!r} {self._state.value} {self.bytes_written} bytes>"
