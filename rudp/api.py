@@ -8,6 +8,7 @@ transfer succeeds, before the short dally that protects the final ACK.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import time
@@ -72,14 +73,8 @@ def send_file(
     config = config or client_config()
     local = os.fspath(path)
     remote = remote_name if remote_name is not None else os.path.basename(local)
+    source, info = _open_regular(local)
     try:
-        source = open(local, "rb")  # noqa: SIM115 - closed in finally
-    except OSError as exc:
-        raise LocalFileError(f"cannot read {local}: {exc.strerror}") from None
-    try:
-        info = os.fstat(source.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise LocalFileError(f"cannot send {local}: not a regular file")
         family, server = resolve(host, port)
         with udp_socket(family) as sock:
             session = WriteClient(remote, server, config, tsize=info.st_size, now=time.monotonic())
@@ -148,6 +143,20 @@ def _drive(transfer, direction, local, remote, host, port, total, on_progress, o
         assert transfer.outcome is not None
         raise error_for_failure(transfer.outcome, result)
     return result
+
+
+def _open_regular(path: str) -> tuple[io.FileIO, os.stat_result]:
+    """Open a local file to send; O_NONBLOCK so that a FIFO or device cannot hang us before the type check."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise LocalFileError(f"cannot send {path}: not a regular file")
+    os.set_blocking(fd, True)
+    return io.FileIO(fd, "rb"), info
 
 
 def _peer_text(host: str, port: int) -> str:

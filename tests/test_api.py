@@ -1,0 +1,94 @@
+"""The Python API over real loopback sockets: send_file, get_file, Server; TIDs checked on the wire."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+
+import rudp
+from cliharness import run
+from rudp.wire.codec import decode, encode
+from rudp.wire.packets import Ack, Error, ErrorCode
+
+SEED = 7
+
+
+@pytest.fixture
+def server(tmp_path):
+    stop = threading.Event()
+    served = tmp_path / "served"
+    served.mkdir()
+    srv = rudp.Server(rudp.ServerConfig(directory=str(served), host="127.0.0.1", port=0, serve=True))
+
+    def loop():
+        while not stop.is_set():
+            srv.step(timeout=0.02)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    yield srv
+    stop.set()
+    thread.join(timeout=10)
+    srv.close()
+
+
+def test_send_and_get_through_the_api(server, tmp_path):
+    print(f"seed {SEED}")
+    data = random.Random(SEED).randbytes(250_000)
+    src = tmp_path / "api.bin"
+    src.write_bytes(data)
+    seen = []
+    done = []
+    result = rudp.send_file(src, "127.0.0.1", port=server.port, on_progress=lambda n, total: seen.append((n, total)),
+                            on_complete=done.append)
+    assert result.ok and result.bytes == len(data) and result.blksize == 1468 and result.windowsize == 8
+    assert sum(n for n, _ in seen) == len(data) and seen[-1][1] == len(data)
+    assert done == [result]
+    back = tmp_path / "back.bin"
+    got = rudp.get_file("127.0.0.1", "api.bin", back, port=server.port, config=rudp.client_config(blksize=512))
+    assert back.read_bytes() == data and got.tsize == len(data) and got.blksize == 512
+
+
+def test_api_errors_carry_exit_codes(server, tmp_path):
+    with pytest.raises(rudp.PeerError) as info:
+        rudp.get_file("127.0.0.1", "absent", tmp_path / "x", port=server.port)
+    assert info.value.code == ErrorCode.FILE_NOT_FOUND and info.value.exit_code == 4
+    with pytest.raises(rudp.LocalFileError):
+        rudp.send_file(tmp_path / "absent", "127.0.0.1", port=server.port)
+    with pytest.raises(rudp.UsageError):
+        rudp.client_config(blksize=4)
+
+
+def test_datagram_from_a_wrong_tid_gets_error_5_and_the_transfer_goes_on(server, tmp_path):
+    data = random.Random(SEED).randbytes(3_000_000)
+    src = tmp_path / "tid.bin"
+    src.write_bytes(data)
+    outcome = {}
+    config = rudp.client_config(blksize=512, windowsize=1, timeout=2.0)
+    sender = threading.Thread(target=lambda: outcome.setdefault("r", rudp.send_file(src, "127.0.0.1",
+                                                                port=server.port, config=config)))
+    sender.start()
+    deadline = time.monotonic() + 10
+    ports = []
+    while not ports and time.monotonic() < deadline:
+        ports = [a.transfer.sock.getsockname()[1] for a in list(server._active.values())]
+        time.sleep(0.005)
+    assert ports, "the upload never started"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        stranger.settimeout(5)
+        stranger.sendto(encode(Ack(1)), ("127.0.0.1", ports[0]))  # not from the client's TID
+        reply, addr = stranger.recvfrom(1000)
+    assert decode(reply) == Error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID") and addr[1] == ports[0]
+    sender.join(timeout=60)
+    assert outcome["r"].ok and (tmp_path / "served" / "tid.bin").read_bytes() == data
+    assert server.results[-1].stats["wrong_tid"] == 1
+
+
+def test_demo_command_runs_a_verified_transfer():
+    proc = run("rudp-demo", "--size", "2M", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("sha256 ") == 3 and "all three copies are identical" in proc.stdout
