@@ -7,7 +7,8 @@ tests lose, and ``log`` records every delivery and drop for assertions.
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
+import random
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -41,6 +42,9 @@ class Link:
     source: bytes = b""  # the file the sending side reads
     drop: Callable[[str, Packet, int], bool] = lambda direction, packet, index: False
     dup: Callable[[str, Packet, int], bool] = lambda direction, packet, index: False
+    delay: float = 0.0  # one-way delay of every datagram (virtual seconds)
+    jitter: float = 0.0  # plus uniform(0, jitter): datagrams can overtake each other
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
     log: list[Delivery] = field(default_factory=list)
     received: bytearray = field(default_factory=bytearray)
     events: list[object] = field(default_factory=list)
@@ -73,37 +77,26 @@ class Link:
             self.server = WriteServer(request, CLIENT, self.server_config, now=self.now)
 
     def run(self, *, limit: int = 1_000_000) -> None:
-        flight: deque[tuple[str, bytes, tuple]] = deque()
-        index = 0
+        flight: list[tuple[float, int, str, bytes, tuple]] = []  # (arrival, sequence, direction, datagram, to)
+        sequence = 0
         for _ in range(limit):
             for session in (self.client, self.server):
                 if session is not None:
                     self._feed(session)
                     self._drain(session)
-            for datagram, addr in self.client.datagrams_to_send():
-                flight.append(("c>s", datagram, addr))
+            outgoing = [("c>s", d, a) for d, a in self.client.datagrams_to_send()]
             if self.server is not None:
-                for datagram, addr in self.server.datagrams_to_send():
-                    flight.append(("s>c", datagram, addr))
-            if flight:
-                direction, datagram, addr = flight.popleft()
-                packet = decode(datagram)
-                index += 1
-                dropped = self.drop(direction, packet, index)
-                self.log.append(Delivery(self.now, direction, packet, dropped))
-                if dropped:
-                    continue
-                copies = 2 if self.dup(direction, packet, index) else 1
-                for _ in range(copies):
-                    if direction == "s>c":
-                        self.client.receive_datagram(datagram, SERVER_TID, now=self.now)
-                    elif addr == SERVER and (self.server is None or isinstance(packet, (ReadRequest, WriteRequest))):
-                        if self.server is None:
-                            self._accept(datagram)  # a repeated request is absorbed, as a listener does
-                    elif self.server is not None:
-                        self.server.receive_datagram(datagram, CLIENT, now=self.now)
-                continue
+                outgoing += [("s>c", d, a) for d, a in self.server.datagrams_to_send()]
+            for direction, datagram, addr in outgoing:
+                sequence += 1
+                arrival = self.now + self.delay + (self.rng.uniform(0, self.jitter) if self.jitter else 0.0)
+                heapq.heappush(flight, (arrival, sequence, direction, datagram, addr))
             timers = [t for s in (self.client, self.server) if s is not None and (t := s.get_timer()) is not None]
+            if flight and (not timers or flight[0][0] <= min(timers)):
+                arrival, index, direction, datagram, addr = heapq.heappop(flight)
+                self.now = max(self.now, arrival)
+                self._deliver(direction, datagram, addr, index)
+                continue
             if not timers:
                 return
             self.now = max(self.now, min(timers))
@@ -111,6 +104,21 @@ class Link:
                 if session is not None:
                     session.handle_timer(now=self.now)
         raise AssertionError("link did not settle")
+
+    def _deliver(self, direction: str, datagram: bytes, addr: tuple, index: int) -> None:
+        packet = decode(datagram)
+        dropped = self.drop(direction, packet, index)
+        self.log.append(Delivery(self.now, direction, packet, dropped))
+        if dropped:
+            return
+        for _ in range(2 if self.dup(direction, packet, index) else 1):
+            if direction == "s>c":
+                self.client.receive_datagram(datagram, SERVER_TID, now=self.now)
+            elif addr == SERVER and (self.server is None or isinstance(packet, (ReadRequest, WriteRequest))):
+                if self.server is None:
+                    self._accept(datagram)  # a repeated request is absorbed, as a listener does
+            elif self.server is not None:
+                self.server.receive_datagram(datagram, CLIENT, now=self.now)
 
     # ------------------------------------------------------------------ assertions helpers
     def packets(self, direction: str, kind: type) -> list[Delivery]:
