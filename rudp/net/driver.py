@@ -87,10 +87,13 @@ class Transfer:
                 self.session.handle_timer(now=max(deadline, now))
 
     def abort(self, message: str, code: int = ErrorCode.NOT_DEFINED) -> None:
-        self.session.abort(message, code=code)
-        self._transmit()
-        if self.sink is not None:
-            self.sink.abort()
+        """Give up (Ctrl-C, shutdown): tell the peer if possible; the partial file is removed in any case."""
+        try:
+            self.session.abort(message, code=code)
+            self._transmit()
+        finally:
+            if self.sink is not None:
+                self.sink.abort()
 
     def result(self, direction: str, local: str, remote: str, peer: str) -> TransferResult:
         n = self.negotiated

@@ -83,15 +83,15 @@ class Server:
         try:
             if host is None:
                 try:
-                    return udp_socket(socket.AF_INET6, ("::", port), dual_stack=True)
+                    return udp_socket(socket.AF_INET6, ("::", port), dual_stack=True, report_errors=False)
                 except OSError as exc:
                     if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
                         raise
-                    return udp_socket(socket.AF_INET, ("0.0.0.0", port))
+                    return udp_socket(socket.AF_INET, ("0.0.0.0", port), report_errors=False)
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             infos = socket.getaddrinfo(host, port, family if ":" in host else 0, socket.SOCK_DGRAM)
             family, _, _, _, addr = infos[0]
-            return udp_socket(family, addr)
+            return udp_socket(family, addr, report_errors=False)  # the listener only reads requests
         except socket.gaierror as exc:
             raise NetworkError(f"cannot bind {host}: {exc.strerror}") from None
         except OSError as exc:

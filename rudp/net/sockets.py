@@ -36,14 +36,20 @@ def resolve(host: str, port: int) -> tuple[int, Address]:
     return family, sockaddr
 
 
-def udp_socket(family: int, bind: Address | None = None, *, dual_stack: bool = False) -> socket.socket:
-    """A blocking UDP socket with ICMP error reporting and large buffers, bound to ``bind`` (default: any)."""
+def udp_socket(
+    family: int, bind: Address | None = None, *, dual_stack: bool = False, report_errors: bool = True
+) -> socket.socket:
+    """A blocking UDP socket with large buffers, bound to ``bind`` (default: any).
+
+    ``report_errors`` turns on ICMP error reporting; its owner must then drain the error queue
+    (``bounced_destinations``), which otherwise fills and eats into the receive buffer."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
-        else:
+            if report_errors:
+                sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+        elif report_errors:
             sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
