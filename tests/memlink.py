@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
+from rudp.core.client import ReadClient, WriteClient
 from rudp.core.config import TransferConfig
 from rudp.core.events import DataReceived, TransferComplete, TransferFailed
-from rudp.core.client import ReadClient, WriteClient
 from rudp.core.server import ReadServer, WriteServer
 from rudp.core.session import Session
 from rudp.wire.codec import decode

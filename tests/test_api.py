@@ -8,9 +8,9 @@ import threading
 import time
 
 import pytest
+from cliharness import run
 
 import rudp
-from cliharness import run
 from rudp.wire.codec import decode, encode
 from rudp.wire.packets import Ack, Error, ErrorCode
 
@@ -43,8 +43,13 @@ def test_send_and_get_through_the_api(server, tmp_path):
     src.write_bytes(data)
     seen = []
     done = []
-    result = rudp.send_file(src, "127.0.0.1", port=server.port, on_progress=lambda n, total: seen.append((n, total)),
-                            on_complete=done.append)
+    result = rudp.send_file(
+        src,
+        "127.0.0.1",
+        port=server.port,
+        on_progress=lambda n, total: seen.append((n, total)),
+        on_complete=done.append,
+    )
     assert result.ok and result.bytes == len(data) and result.blksize == 1468 and result.windowsize == 8
     assert sum(n for n, _ in seen) == len(data) and seen[-1][1] == len(data)
     assert done == [result]
@@ -69,8 +74,9 @@ def test_datagram_from_a_wrong_tid_gets_error_5_and_the_transfer_goes_on(server,
     src.write_bytes(data)
     outcome = {}
     config = rudp.client_config(blksize=512, windowsize=1, timeout=2.0)
-    sender = threading.Thread(target=lambda: outcome.setdefault("r", rudp.send_file(src, "127.0.0.1",
-                                                                port=server.port, config=config)))
+    sender = threading.Thread(
+        target=lambda: outcome.setdefault("r", rudp.send_file(src, "127.0.0.1", port=server.port, config=config))
+    )
     sender.start()
     deadline = time.monotonic() + 10
     ports = []

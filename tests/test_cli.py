@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from cliharness import FAST, RecvServer, assert_one_line_error, command, run, sha256, temp_files, wait_for
 
 SEED = int(os.environ.get("RUDP_TEST_SEED", "20261128"))
@@ -78,7 +77,9 @@ def test_40_mib_at_blksize_512_crosses_block_number_rollover(server, tmp_path):
     assert json.loads(up.stdout)["stats"]["blocks"] == 81921  # 81920 full blocks and the empty final one
     assert sha256(srv.dir / "big.bin") == sha256(src)
     back = tmp_path / "big.back"
-    down = run("rudp-get", "127.0.0.1", "big.bin", "-o", back, "--port", srv.port, "--blksize", "512", *FAST, timeout=110)
+    down = run(
+        "rudp-get", "127.0.0.1", "big.bin", "-o", back, "--port", srv.port, "--blksize", "512", *FAST, timeout=110
+    )
     assert down.returncode == 0, down.stderr
     assert sha256(back) == sha256(src)
 
@@ -91,7 +92,12 @@ def test_netascii_round_trip_translates_line_ends(server, tmp_path):
     assert run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--mode", "netascii", *FAST).returncode == 0
     assert (srv.dir / "notes.txt").read_bytes() == text
     back = tmp_path / "notes.back"
-    assert run("rudp-get", "127.0.0.1", "notes.txt", "-o", back, "--port", srv.port, "--mode", "netascii", *FAST).returncode == 0
+    assert (
+        run(
+            "rudp-get", "127.0.0.1", "notes.txt", "-o", back, "--port", srv.port, "--mode", "netascii", *FAST
+        ).returncode
+        == 0
+    )
     assert back.read_bytes() == text
 
 
@@ -129,8 +135,19 @@ def test_unreadable_local_file(tmp_path):
     src.chmod(0)
     if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
         caps = "-dac_override,-dac_read_search"
-        proc = subprocess.run(["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", command("rudp-send"),
-                               str(src), "127.0.0.1"], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            [
+                "setpriv",
+                f"--bounding-set={caps}",
+                f"--inh-caps={caps}",
+                command("rudp-send"),
+                str(src),
+                "127.0.0.1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     else:
         proc = run("rudp-send", src, "127.0.0.1")
     assert_one_line_error(proc, 3, "permission denied")
@@ -194,7 +211,9 @@ def test_traversal_names_are_refused(server, tmp_path, name):
     (srv.dir / "sub").mkdir()
     before = sorted(p.name for p in tmp_path.iterdir())
     src = make_file(tmp_path / "payload.bin", 100)
-    assert_one_line_error(run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--name", name, *FAST), 4, "ERROR 2")
+    assert_one_line_error(
+        run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--name", name, *FAST), 4, "ERROR 2"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["payload.bin"])
     assert not Path("/tmp/abs.bin").exists()
     proc = run("rudp-get", "127.0.0.1", name, "-o", tmp_path / "got", "--port", srv.port, *FAST)
@@ -210,7 +229,9 @@ def test_symlink_leaving_the_directory_is_refused(server, tmp_path):
     proc = run("rudp-get", "127.0.0.1", "link/secret", "-o", tmp_path / "got", "--port", srv.port, *FAST)
     assert_one_line_error(proc, 4, "ERROR 2")
     src = make_file(tmp_path / "p.bin", 10)
-    assert_one_line_error(run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--name", "link/new", *FAST), 4, "ERROR 2")
+    assert_one_line_error(
+        run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--name", "link/new", *FAST), 4, "ERROR 2"
+    )
     assert sorted(os.listdir(outside)) == ["secret"]
 
 
@@ -242,7 +263,9 @@ def test_max_size_refuses_before_data(server, tmp_path):
     src = make_file(tmp_path / "big.bin", 20_000)
     assert_one_line_error(run("rudp-send", src, "127.0.0.1", "--port", srv.port, *FAST), 4, "ERROR 3")
     # without tsize (no options) the limit is enforced while receiving
-    assert_one_line_error(run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--no-options", *FAST), 4, "ERROR 3")
+    assert_one_line_error(
+        run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--no-options", *FAST), 4, "ERROR 3"
+    )
     assert list(srv.dir.iterdir()) == []
 
 
@@ -250,8 +273,11 @@ def test_once_exits_with_the_transfer(tmp_path):
     src = make_file(tmp_path / "o.bin", 1000)
     dest = tmp_path / "dest"
     dest.mkdir()
-    srv = subprocess.Popen([command("rudp-recv"), "--port", "0", "--json", "-q", "--once", "--timeout", "0.3",
-                            "--dir", str(dest)], stdout=subprocess.PIPE, text=True)
+    srv = subprocess.Popen(
+        [command("rudp-recv"), "--port", "0", "--json", "-q", "--once", "--timeout", "0.3", "--dir", str(dest)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = json.loads(srv.stdout.readline())["port"]
         assert run("rudp-send", src, "127.0.0.1", "--port", port, *FAST).returncode == 0
@@ -267,8 +293,24 @@ def test_once_exits_with_the_transfer(tmp_path):
 def test_concurrent_transfers_in_one_server(server, tmp_path):
     srv = server("--serve")
     sources = [make_file(tmp_path / f"c{i}.bin", 400_000 + i, seed=i) for i in range(4)]
-    procs = [subprocess.Popen([command("rudp-send"), str(s), "127.0.0.1", "--port", str(srv.port), "-q",
-                               "--blksize", "512", "--windowsize", "2", *FAST]) for s in sources]
+    procs = [
+        subprocess.Popen(
+            [
+                command("rudp-send"),
+                str(s),
+                "127.0.0.1",
+                "--port",
+                str(srv.port),
+                "-q",
+                "--blksize",
+                "512",
+                "--windowsize",
+                "2",
+                *FAST,
+            ]
+        )
+        for s in sources
+    ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
     for s in sources:
         assert sha256(srv.dir / s.name) == sha256(s)
@@ -276,9 +318,25 @@ def test_concurrent_transfers_in_one_server(server, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- Ctrl-C
 def _slow_upload(srv, src, name):
-    return subprocess.Popen([command("rudp-send"), str(src), "127.0.0.1", "--port", str(srv.port), "--name", name,
-                             "--blksize", "512", "--windowsize", "1", *FAST],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            command("rudp-send"),
+            str(src),
+            "127.0.0.1",
+            "--port",
+            str(srv.port),
+            "--name",
+            name,
+            "--blksize",
+            "512",
+            "--windowsize",
+            "1",
+            *FAST,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _started(directory):
@@ -303,8 +361,24 @@ def test_ctrl_c_on_getter_removes_the_partial_file(server, tmp_path):
     srv = server("--serve")
     make_file(srv.dir / "big.bin", 40 * 1024 * 1024)
     out = tmp_path / "partial.bin"
-    client = subprocess.Popen([command("rudp-get"), "127.0.0.1", "big.bin", "-o", str(out), "--port", str(srv.port),
-                               "--blksize", "512", "--windowsize", "1", *FAST], stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [
+            command("rudp-get"),
+            "127.0.0.1",
+            "big.bin",
+            "-o",
+            str(out),
+            "--port",
+            str(srv.port),
+            "--blksize",
+            "512",
+            "--windowsize",
+            "1",
+            *FAST,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(_started(tmp_path), what="the download to start")
     client.send_signal(signal.SIGINT)
     _, err = client.communicate(timeout=20)
@@ -331,8 +405,12 @@ def test_fresh_install_gives_working_commands(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([os.sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     # exactly what a user does: an isolated build, dependencies from the package index
-    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(repo)],
-                         capture_output=True, text=True, timeout=170)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert pip.returncode == 0, pip.stderr
     for name in ("rudp-send", "rudp-recv", "rudp-get"):
         proc = subprocess.run([str(venv / "bin" / name), "--help"], capture_output=True, text=True, timeout=30)

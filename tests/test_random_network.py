@@ -9,8 +9,8 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from memlink import download, upload
+
 from rudp.core.config import TransferConfig
 from rudp.core.events import FailureKind, TransferComplete, TransferFailed
 
@@ -33,7 +33,9 @@ def test_random_network_delivers_exact_bytes_or_fails_cleanly(seed, direction):
     blksize = rng.choice([8, 512, 1468])
     windowsize = rng.choice([1, 2, 8, 32])
     data = rng.randbytes(size)
-    print(f"seed {seed}: size {size} blksize {blksize} windowsize {windowsize} loss {loss} dup {dup} jitter {jitter}")
+    print(
+        f"seed {seed}: size {size} blksize {blksize} windowsize {windowsize} loss {loss} dup {dup} jitter {jitter}"
+    )
     config = TransferConfig(blksize=blksize, windowsize=windowsize, timeout=1.0, retries=12)
     link = direction(
         data,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from memlink import CLIENT, SERVER, SERVER_TID, download, upload
+
 from rudp.core.client import ReadClient, WriteClient
 from rudp.core.config import TransferConfig
 from rudp.core.events import DataReceived, FailureKind, Negotiated, TransferComplete, TransferFailed
@@ -180,7 +180,10 @@ def test_windowed_transfer_delivers_and_acks_once_per_window(windowsize):
 def test_windowsize_1_is_exactly_rfc1350_after_the_handshake():
     plain = download(DATA_1500, LOCKSTEP)
     windowed = download(DATA_1500, TransferConfig(windowsize=1, blksize=512, timeout_option=5))
-    strip = lambda link: [(d.direction, d.packet) for d in link.log if isinstance(d.packet, (Data, Ack))]
+
+    def strip(link):
+        return [(d.direction, d.packet) for d in link.log if isinstance(d.packet, (Data, Ack))]
+
     assert strip(plain) == [x for x in strip(windowed) if x != ("c>s", Ack(0))]
 
 
@@ -254,20 +257,20 @@ def test_client_refuses_a_bad_oack_with_error_8(granted, why):
     client = ReadClient("f", SERVER, TransferConfig(blksize=1024, timeout_option=3), now=0.0)
     sent(client)
     client.receive_datagram(encode(OptionAck(granted)), SERVER_TID, now=0.1)
-    (packet, addr), = sent(client)
+    ((packet, addr),) = sent(client)
     assert addr == SERVER_TID and packet.code == ErrorCode.OPTION_REFUSED and why in packet.message
     assert client.outcome.kind is FailureKind.PROTOCOL_ERROR
 
 
 def test_server_that_ignores_options_falls_back_to_rfc1350():
     client = ReadClient("f", SERVER, TransferConfig(blksize=1024, windowsize=4), now=0.0)
-    (request, _), = sent(client)
+    ((request, _),) = sent(client)
     assert dict(request.options) == {"blksize": "1024", "tsize": "0", "windowsize": "4"}
     client.receive_datagram(encode(Data(1, b"z" * 512)), SERVER_TID, now=0.1)
     assert [p for p, _ in sent(client)] == [Ack(1)]  # windowsize 1 in force: ACK every block
     assert client.negotiated == Negotiated(blksize=512, windowsize=1, timeout=5.0, tsize=None, oack=False)
     client.receive_datagram(encode(Data(2, b"z" * 600)), SERVER_TID, now=0.2)  # larger than blksize 512
-    (packet, _), = sent(client)
+    ((packet, _),) = sent(client)
     assert packet.code == ErrorCode.ILLEGAL_OPERATION and client.outcome.kind is FailureKind.PROTOCOL_ERROR
 
 

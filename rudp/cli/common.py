@@ -83,24 +83,47 @@ def add_transfer_options(parser: argparse.ArgumentParser, *, server: bool = Fals
     grant = "largest " if server else ""
     default_blk = MAX_BLKSIZE if server else DEFAULT_BLKSIZE
     default_win = 64 if server else DEFAULT_WINDOWSIZE
-    parser.add_argument("--blksize", type=_ranged(MIN_BLKSIZE, MAX_BLKSIZE, "blksize"), default=default_blk,
-                        help=f"{grant}block size in bytes, {MIN_BLKSIZE}..{MAX_BLKSIZE} (RFC 2348; default {default_blk})")
-    parser.add_argument("--windowsize", type=_ranged(1, MAX_WINDOWSIZE, "windowsize"), default=default_win,
-                        help=f"{grant}blocks per window, 1..{MAX_WINDOWSIZE} (RFC 7440; default {default_win})")
-    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT,
-                        help=f"seconds before a retransmission (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--retries", type=_ranged(0, 1000, "retries"), default=DEFAULT_RETRIES,
-                        help=f"retransmissions before giving up (default {DEFAULT_RETRIES})")
+    parser.add_argument(
+        "--blksize",
+        type=_ranged(MIN_BLKSIZE, MAX_BLKSIZE, "blksize"),
+        default=default_blk,
+        help=f"{grant}block size in bytes, {MIN_BLKSIZE}..{MAX_BLKSIZE} (RFC 2348; default {default_blk})",
+    )
+    parser.add_argument(
+        "--windowsize",
+        type=_ranged(1, MAX_WINDOWSIZE, "windowsize"),
+        default=default_win,
+        help=f"{grant}blocks per window, 1..{MAX_WINDOWSIZE} (RFC 7440; default {default_win})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds before a retransmission (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_ranged(0, 1000, "retries"),
+        default=DEFAULT_RETRIES,
+        help=f"retransmissions before giving up (default {DEFAULT_RETRIES})",
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable results on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_ranged(1, 65535, "port"), default=69, help="server port (default 69)")
-    parser.add_argument("--mode", choices=("octet", "netascii"), default="octet",
-                        help="transfer mode (default octet: bytes as they are)")
-    parser.add_argument("--no-options", action="store_true",
-                        help="send a plain RFC 1350 request without options (blksize 512, windowsize 1)")
+    parser.add_argument(
+        "--mode",
+        choices=("octet", "netascii"),
+        default="octet",
+        help="transfer mode (default octet: bytes as they are)",
+    )
+    parser.add_argument(
+        "--no-options",
+        action="store_true",
+        help="send a plain RFC 1350 request without options (blksize 512, windowsize 1)",
+    )
     add_transfer_options(parser)
 
 
@@ -147,8 +170,16 @@ class Reporter:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=self.label,
-                             file=sys.stderr, leave=False, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=self.label,
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+            )
         elif total is not None and self._bar.total != total:
             self._bar.total = total
         self._bar.update(n)
@@ -171,6 +202,6 @@ class Reporter:
         self.close_bar()
         result = getattr(exc, "result", None)
         if self.as_json:
-            record = result.as_dict() if isinstance(result, TransferResult) else {"ok": False}
+            record: dict[str, object] = result.as_dict() if isinstance(result, TransferResult) else {}
             record.update(ok=False, error=exc.message, exit_code=int(exc.exit_code))
             print(json.dumps(record, sort_keys=True), flush=True)

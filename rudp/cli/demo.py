@@ -40,12 +40,25 @@ def run(argv: Sequence[str] | None) -> int:
             try:
                 config = client_config()
                 up = Reporter(quiet=False, as_json=False, label="upload  ")
-                send_file(source, "127.0.0.1", port=server.port, config=config, on_progress=up.progress,
-                          on_complete=up.result)
+                send_file(
+                    source,
+                    "127.0.0.1",
+                    port=server.port,
+                    config=config,
+                    on_progress=up.progress,
+                    on_complete=up.result,
+                )
                 back = work / "demo.back"
                 down = Reporter(quiet=False, as_json=False, label="download")
-                get_file("127.0.0.1", "demo.bin", back, port=server.port, config=config, on_progress=down.progress,
-                         on_complete=down.result)
+                get_file(
+                    "127.0.0.1",
+                    "demo.bin",
+                    back,
+                    port=server.port,
+                    config=config,
+                    on_progress=down.progress,
+                    on_complete=down.result,
+                )
             finally:
                 stop.set()
                 thread.join(timeout=10)

@@ -17,24 +17,41 @@ __all__ = ["main"]
 
 
 def run(argv: Sequence[str] | None) -> int:
-    parser = Parser(prog="rudp-recv", description="Receive files over TFTP into a directory (and serve them with --serve).")
-    parser.add_argument("--port", type=int, default=69, help="UDP port to listen on (default 69; 0 picks a free one)")
+    parser = Parser(
+        prog="rudp-recv", description="Receive files over TFTP into a directory (and serve them with --serve)."
+    )
+    parser.add_argument(
+        "--port", type=int, default=69, help="UDP port to listen on (default 69; 0 picks a free one)"
+    )
     parser.add_argument("--bind", metavar="ADDR", help="listen on this address only (default: all IPv4 and IPv6)")
     parser.add_argument("--dir", default=".", help="directory to receive into and serve from (default: .)")
     parser.add_argument("--once", action="store_true", help="exit after one transfer, with its exit code")
     parser.add_argument("--overwrite", action="store_true", help="let uploads replace existing files")
     parser.add_argument("--serve", action="store_true", help="also answer downloads (read requests) from --dir")
-    parser.add_argument("--max-size", type=parse_size, metavar="BYTES", help="refuse uploads larger than this (e.g. 100M)")
+    parser.add_argument(
+        "--max-size", type=parse_size, metavar="BYTES", help="refuse uploads larger than this (e.g. 100M)"
+    )
     add_transfer_options(parser, server=True)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"port must be between 0 and 65535, not {args.port}")
     if not os.path.isdir(args.dir):
         raise LocalFileError(f"--dir {args.dir}: not a directory")
-    transfer = TransferConfig(blksize=args.blksize, windowsize=args.windowsize, timeout=args.timeout,
-                              retries=args.retries, max_size=args.max_size)
-    config = ServerConfig(directory=args.dir, host=args.bind, port=args.port, serve=args.serve,
-                          overwrite=args.overwrite, transfer=transfer)
+    transfer = TransferConfig(
+        blksize=args.blksize,
+        windowsize=args.windowsize,
+        timeout=args.timeout,
+        retries=args.retries,
+        max_size=args.max_size,
+    )
+    config = ServerConfig(
+        directory=args.dir,
+        host=args.bind,
+        port=args.port,
+        serve=args.serve,
+        overwrite=args.overwrite,
+        transfer=transfer,
+    )
     reporter = Reporter(quiet=args.quiet, as_json=args.json, label="", bar=False)
 
     def report(result: TransferResult) -> None:

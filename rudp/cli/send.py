@@ -18,12 +18,25 @@ def run(argv: Sequence[str] | None) -> int:
     parser.add_argument("--name", metavar="REMOTE", help="name to store it under (default: FILE's base name)")
     add_client_options(parser)
     args = parser.parse_args(argv)
-    config = client_config(blksize=args.blksize, windowsize=args.windowsize, timeout=args.timeout,
-                           retries=args.retries, mode=args.mode, options=not args.no_options)
+    config = client_config(
+        blksize=args.blksize,
+        windowsize=args.windowsize,
+        timeout=args.timeout,
+        retries=args.retries,
+        mode=args.mode,
+        options=not args.no_options,
+    )
     reporter = Reporter(quiet=args.quiet, as_json=args.json, label=args.name or args.file)
     try:
-        send_file(args.file, args.host, port=args.port, remote_name=args.name, config=config,
-                  on_progress=reporter.progress, on_complete=reporter.result)
+        send_file(
+            args.file,
+            args.host,
+            port=args.port,
+            remote_name=args.name,
+            config=config,
+            on_progress=reporter.progress,
+            on_complete=reporter.result,
+        )
     except RudpError as exc:
         reporter.failure(exc)
         raise

@@ -21,11 +21,10 @@ __all__ = ["ReadClient", "WriteClient"]
 
 
 class _Client(Session):
-    server: Address
     _requested: Options
 
     def _claim_source(self, addr: Address) -> bool:
-        if self.peer is None and addr[0] == self.server[0]:
+        if self.peer is None and self.server is not None and addr[0] == self.server[0]:
             self.peer = addr  # RFC 1350 section 4: the server answers from its own, new TID
             return True
         return super()._claim_source(addr)
@@ -97,6 +96,7 @@ class WriteClient(_Client, SendingSession):
         if self.state is State.REQUESTING:
             if self._retry("an answer to the write request"):
                 self.stats.retransmissions += 1
+                assert self.server is not None
                 self._send_to(self._request, self.server)
                 self._arm(now)
             return

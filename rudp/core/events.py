@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "FailureKind",
@@ -55,7 +55,7 @@ class TransferFailed:
     code: int | None = None  # the TFTP error code received or sent, if any
 
 
-Event = Union[Negotiated, DataReceived, TransferComplete, TransferFailed]
+Event = Negotiated | DataReceived | TransferComplete | TransferFailed
 
 
 @dataclass

@@ -106,7 +106,9 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
     return Negotiated(blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=True)
 
 
-def server_negotiate(request: Request, config: TransferConfig, *, file_size: int | None) -> tuple[Options, Negotiated]:
+def server_negotiate(
+    request: Request, config: TransferConfig, *, file_size: int | None
+) -> tuple[Options, Negotiated]:
     """Decide the OACK for a request.  ``file_size`` is the size to announce for an RRQ (None: don't).
 
     Returns the OACK options (empty: answer as plain RFC 1350) and the parameters in force.  Unknown options and
@@ -130,7 +132,9 @@ def server_negotiate(request: Request, config: TransferConfig, *, file_size: int
         if isinstance(request, WriteRequest):
             if config.max_size is not None and value > config.max_size:
                 # RFC 2349 section 4: the server may refuse a WRQ whose tsize is too large with error 3.
-                raise RequestRefused(ErrorCode.DISK_FULL, f"file of {value} bytes exceeds the {config.max_size}-byte limit")
+                raise RequestRefused(
+                    ErrorCode.DISK_FULL, f"file of {value} bytes exceeds the {config.max_size}-byte limit"
+                )
             tsize = value
             granted.append((TSIZE, str(value)))
         elif file_size is not None:
@@ -140,5 +144,7 @@ def server_negotiate(request: Request, config: TransferConfig, *, file_size: int
     if value is not None and 1 <= value <= MAX_WINDOWSIZE:
         windowsize = min(value, config.windowsize)
         granted.append((WINDOWSIZE, str(windowsize)))
-    negotiated = Negotiated(blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=bool(granted))
+    negotiated = Negotiated(
+        blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=bool(granted)
+    )
     return tuple(granted), negotiated

@@ -65,7 +65,9 @@ class ReceivingSession(Session):
         assert self.negotiated is not None
         blksize = self.negotiated.blksize
         if len(data.data) > blksize:
-            self._protocol_error(f"DATA block {data.block} carries {len(data.data)} bytes, more than blksize {blksize}")
+            self._protocol_error(
+                f"DATA block {data.block} carries {len(data.data)} bytes, more than blksize {blksize}"
+            )
             return
         distance = (data.block - self._expected + _HALF) % _WIRE - _HALF
         if distance < 0:

@@ -67,6 +67,7 @@ class Session:
     def __init__(self, config: TransferConfig, *, peer: Address | None) -> None:
         self.config = config
         self.peer = peer  # the remote TID (address, port); None until a client hears its first answer
+        self.server: Address | None = None  # clients: where the request went (the server's well-known port)
         self.state = State.REQUESTING
         self.stats = TransferStats()
         self.negotiated: Negotiated | None = None
@@ -129,8 +130,13 @@ class Session:
         if self.state is State.DALLYING:
             self._close()
         elif self.state is not State.CLOSED:
-            where = self.peer or getattr(self, "server", None)
-            self._fail(FailureKind.UNREACHABLE, f"nothing is listening at {fmt_address(where)}", notify=False)
+            message = f"nothing is listening at {fmt_address(self.remote)}"
+            self._fail(FailureKind.UNREACHABLE, message, notify=False)
+
+    @property
+    def remote(self) -> Address | None:
+        """The address this session talks to: the peer's TID once known, else where the request went."""
+        return self.peer or self.server
 
     @property
     def closed(self) -> bool:
@@ -181,7 +187,7 @@ class Session:
         if self._tries >= self.config.retries:
             self._fail(
                 FailureKind.TIMED_OUT,
-                f"timed out waiting for {waiting_for} from {fmt_address(self.peer or getattr(self, 'server', None))} "
+                f"timed out waiting for {waiting_for} from {fmt_address(self.remote)} "
                 f"after {self.config.retries} retransmissions",
             )
             return False

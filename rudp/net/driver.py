@@ -19,10 +19,10 @@ from typing import Any, BinaryIO, Protocol
 
 from rudp.core.events import DataReceived, FailureKind, Negotiated, TransferComplete, TransferFailed
 from rudp.core.session import Session
-from rudp.errors import ExitCode, LocalFileError, NetworkError, error_for_failure
+from rudp.errors import ExitCode, LocalFileError, NetworkError, RudpError, error_for_failure
 from rudp.fs.errors import FsError
+from rudp.net.sockets import RECV_SIZE, bounced_destinations, same_host
 from rudp.result import TransferResult
-from rudp.net.sockets import RECV_SIZE, Address, bounced_destinations, same_host
 from rudp.wire.packets import ErrorCode
 
 __all__ = ["Transfer", "Sink", "Clock"]
@@ -50,7 +50,7 @@ class Transfer:
     file_bytes: int = 0
     negotiated: Negotiated | None = None
     outcome: TransferComplete | TransferFailed | None = None
-    local_error: Exception | None = None  # a local failure (disk full, unreadable file, network) that ended it
+    local_error: RudpError | None = None  # a local failure (disk full, unreadable file, network) that ended it
     _eof: bool = False
     _acked_payload: int = field(default=0, repr=False)
 
@@ -102,7 +102,7 @@ class Transfer:
         if ok:
             error, code = None, ExitCode.OK
         elif self.local_error is not None:
-            error, code = str(self.local_error), getattr(self.local_error, "exit_code", ExitCode.INTERNAL)
+            error, code = str(self.local_error), self.local_error.exit_code
         elif isinstance(self.outcome, TransferFailed):
             error, code = self.outcome.message, error_for_failure(self.outcome).exit_code
         else:
@@ -136,7 +136,9 @@ class Transfer:
             try:
                 chunk = self.source.read(max(wanted, _READ_CHUNK))
             except OSError as exc:
-                self.local_error = LocalFileError(f"cannot read {getattr(self.source, 'name', 'file')}: {exc.strerror}")
+                self.local_error = LocalFileError(
+                    f"cannot read {getattr(self.source, 'name', 'file')}: {exc.strerror}"
+                )
                 self.session.abort("read error")
                 return
             if not chunk:
@@ -211,7 +213,7 @@ class Transfer:
 
     def _bounced(self) -> None:
         """ECONNREFUSED: if our peer's port is closed, the transfer is over."""
-        peer = self.session.peer or getattr(self.session, "server", None)
+        peer = self.session.remote
         if peer is None:
             return
         if any(same_host(dest, peer) and dest[1] == peer[1] for dest in bounced_destinations(self.sock)):

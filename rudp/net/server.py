@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import TransferComplete
-from rudp.core.session import fmt_address
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
+from rudp.core.session import fmt_address
 from rudp.errors import LocalFileError, NetworkError
 from rudp.fs import FsError, Root
 from rudp.net.driver import Transfer
@@ -115,7 +115,8 @@ class Server:
         stack = "IPv4 and IPv6" if self.config.host is None and self.sock.family == socket.AF_INET6 else ""
         where = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         modes = "uploads" + (" and downloads" if self.config.serve else " only")
-        return f"listening on {where}{' (' + stack + ')' if stack else ''}, {modes}, directory {self.config.directory}"
+        stack = f" ({stack})" if stack else ""
+        return f"listening on {where}{stack}, {modes}, directory {self.config.directory}"
 
     # ----------------------------------------------------------------- running
     def serve_forever(self, *, once: bool = False, poll: float = 1.0) -> TransferResult | None:
@@ -219,13 +220,17 @@ class Server:
             self._refuse(client, exc.code, exc.message)
             return
         try:
-            sock = udp_socket(self.sock.family, (self.address[0], 0), dual_stack=self.sock.family == socket.AF_INET6)
+            sock = udp_socket(
+                self.sock.family, (self.address[0], 0), dual_stack=self.sock.family == socket.AF_INET6
+            )
         except OSError as exc:
-            for f in (source, sink):
-                if f is not None:
-                    f.close() if f is source else f.abort()
+            if source is not None:
+                source.close()
+            if sink is not None:
+                sink.abort()
             self._refuse(client, ErrorCode.NOT_DEFINED, f"server cannot open a socket: {exc.strerror}")
             return
+        session: ReadServer | WriteServer
         if isinstance(request, ReadRequest):
             octet = request.mode.lower() == "octet"
             session = ReadServer(request, client, self.config.transfer, file_size=size if octet else None, now=now)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = [
     "MAX_BLKSIZE",
@@ -79,7 +78,7 @@ class WriteRequest:
     options: Options = ()
 
 
-Request = Union[ReadRequest, WriteRequest]
+Request = ReadRequest | WriteRequest
 
 
 @dataclass(frozen=True)
@@ -104,4 +103,4 @@ class OptionAck:
     options: Options
 
 
-Packet = Union[ReadRequest, WriteRequest, Data, Ack, Error, OptionAck]
+Packet = ReadRequest | WriteRequest | Data | Ack | Error | OptionAck
