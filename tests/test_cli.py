@@ -121,6 +121,45 @@ def test_json_and_summary_and_quiet(server, tmp_path):
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
 
 
+def test_progress_bar_only_on_a_terminal(server, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    srv = server()
+    src = make_file(tmp_path / "bar.bin", 3_000_000)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0x0
+    try:
+        proc = subprocess.run(
+            [command("rudp-send"), str(src), "127.0.0.1", "--port", str(srv.port), *FAST],
+            stderr=follower,
+            stdout=subprocess.DEVNULL,
+            timeout=60,
+        )
+        os.close(follower)
+        follower = -1
+        output = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0
+    assert "bar.bin" in text and "%|" in text and "B/s" in text  # tqdm drew a bar labelled with the file
+    piped = run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--name", "bar2.bin", *FAST)
+    assert "%|" not in piped.stderr and piped.stderr.startswith("sent ")
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def test_missing_local_file(tmp_path):
     assert_one_line_error(run("rudp-send", tmp_path / "nope", "127.0.0.1"), 3, "no such file")
@@ -348,6 +387,7 @@ def test_ctrl_c_on_sender_stops_the_transfer_cleanly(server, tmp_path):
     src = make_file(tmp_path / "big.bin", 40 * 1024 * 1024)
     client = _slow_upload(srv, src, "big.bin")
     wait_for(_started(srv.dir), what="the upload to start")
+    assert not (srv.dir / "big.bin").exists()  # in flight: only the temporary file exists
     client.send_signal(signal.SIGINT)
     out, err = client.communicate(timeout=20)
     assert client.returncode == 130, err
