@@ -12,7 +12,7 @@ from cliharness import run
 
 import rudp
 from rudp.wire.codec import decode, encode
-from rudp.wire.packets import Ack, Error, ErrorCode
+from rudp.wire.packets import Ack, Data, Error, ErrorCode, ReadRequest
 
 SEED = 7
 
@@ -98,3 +98,21 @@ def test_demo_command_runs_a_verified_transfer():
     proc = run("rudp-demo", "--size", "2M", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("sha256 ") == 3 and "all three copies are identical" in proc.stdout
+
+
+def test_a_client_reusing_its_port_gets_a_new_transfer_while_the_last_one_dallies(server, tmp_path):
+    """tftp-hpa's interactive client sends several commands from one port; the server must not mistake the
+    second request for a repeat of the first while the first session lingers after its final ACK."""
+    (tmp_path / "served" / "one").write_bytes(b"first file")
+    (tmp_path / "served" / "two").write_bytes(b"second file")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(5)
+        for name, content in (("one", b"first file"), ("two", b"second file")):
+            client.sendto(encode(ReadRequest(name, "octet")), ("127.0.0.1", server.port))
+            reply, tid = client.recvfrom(2000)
+            assert decode(reply) == Data(1, content)
+            client.sendto(encode(Ack(1)), tid)
+    deadline = time.monotonic() + 10
+    while len(server.results) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [r.remote for r in server.results] == ["one", "two"] and all(r.ok for r in server.results)

@@ -189,9 +189,14 @@ class Server:
             if not isinstance(request, (ReadRequest, WriteRequest)):
                 self.dropped_requests += 1  # a stray DATA/ACK/ERROR for a transfer long gone
                 continue
-            key = client[:2]
-            if key in self._active or not self.accepting:
-                continue  # a repeated request: that transfer's own timer answers it
+            if not self.accepting:
+                continue
+            current = self._active.get(client[:2])
+            if current is not None:
+                if current.transfer.outcome is None and current.request == request:
+                    continue  # a repeated request: that transfer's own timer answers it
+                # The client has moved on (its port reused for a new request): the old session is done with.
+                self._finish(client[:2], current)
             self._start(request, client)
 
     def _refuse(self, client: Address, code: int, message: str) -> None:
