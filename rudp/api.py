@@ -77,7 +77,10 @@ def send_file(
     try:
         family, server = resolve(host, port)
         with udp_socket(family) as sock:
-            session = WriteClient(remote, server, config, tsize=info.st_size, now=time.monotonic())
+            try:
+                session = WriteClient(remote, server, config, tsize=info.st_size, now=time.monotonic())
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
             transfer = Transfer(session, sock, source=source, started=time.monotonic())
             return _drive(transfer, "send", local, remote, host, port, info.st_size, on_progress, on_complete)
     finally:
@@ -106,7 +109,10 @@ def get_file(
         raise LocalFileError(f"cannot write {target}: {exc.message}") from None
     try:
         with udp_socket(family) as sock:
-            session = ReadClient(remote, server, config, now=time.monotonic())
+            try:
+                session = ReadClient(remote, server, config, now=time.monotonic())
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
             transfer = Transfer(session, sock, sink=writer, started=time.monotonic())
             return _drive(transfer, "get", target, remote, host, port, None, on_progress, on_complete)
     finally:

@@ -114,3 +114,47 @@ def test_a_client_reusing_its_port_gets_a_new_transfer_while_the_last_one_dallie
             assert decode(reply) == Ack(1)
     assert (tmp_path / "served" / "one").read_bytes() == b"first file"
     assert (tmp_path / "served" / "two").read_bytes() == b"second file"
+
+
+def test_a_request_repeated_while_its_transfer_runs_is_ignored(server, tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(3)
+        request = encode(WriteRequest("dup.bin", "octet"))
+        client.sendto(request, ("127.0.0.1", server.port))
+        reply, tid = client.recvfrom(2000)
+        assert decode(reply) == Ack(0)
+        client.sendto(request, ("127.0.0.1", server.port))  # as if our request had been resent
+        client.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            client.recvfrom(2000)  # no second transfer, no second ACK 0 from a new port
+        client.settimeout(3)
+        client.sendto(encode(Data(1, b"once")), tid)
+        assert decode(client.recvfrom(2000)[0]) == Ack(1)
+    assert (tmp_path / "served" / "dup.bin").read_bytes() == b"once"
+
+
+def test_a_name_taken_during_the_upload_gets_error_6_not_a_false_success(server, tmp_path):
+    data = random.Random(SEED).randbytes(2_000_000)
+    src = tmp_path / "race.bin"
+    src.write_bytes(data)
+    final = tmp_path / "served" / "race.bin"
+    errors = []
+
+    def upload():
+        try:
+            rudp.send_file(
+                src, "127.0.0.1", port=server.port, config=rudp.client_config(blksize=512, windowsize=1)
+            )
+        except rudp.RudpError as exc:
+            errors.append(exc)
+
+    sender = threading.Thread(target=upload)
+    sender.start()
+    deadline = time.monotonic() + 10
+    while not list((tmp_path / "served").glob("*.rudp-part")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    final.write_bytes(b"someone else's file")  # the name appears while our upload is in flight
+    sender.join(timeout=60)
+    assert len(errors) == 1 and isinstance(errors[0], rudp.PeerError) and errors[0].code == ErrorCode.FILE_EXISTS
+    assert final.read_bytes() == b"someone else's file"
+    assert not list((tmp_path / "served").glob("*.rudp-part"))

@@ -277,7 +277,8 @@ def test_server_that_ignores_options_falls_back_to_rfc1350():
 def test_server_acknowledges_only_what_was_asked_and_clamps():
     req = ReadRequest("f", "octet", (("BlkSize", "99999"), ("foo", "1"), ("windowsize", "500"), ("timeout", "0")))
     server = ReadServer(req, CLIENT, TransferConfig(blksize=1428, windowsize=64), file_size=10, now=0.0)
-    assert [p for p, _ in sent(server)] == [OptionAck((("blksize", "1428"), ("windowsize", "64")))]
+    # RFC 2347: option names in the OACK are "copied from the original request"
+    assert [p for p, _ in sent(server)] == [OptionAck((("BlkSize", "1428"), ("windowsize", "64")))]
     assert server.state is State.NEGOTIATING
 
 
@@ -334,3 +335,134 @@ def test_netascii_translates_both_ways():
         direction = "s>c" if run is download else "c>s"
         wire = b"".join(d.packet.data for d in link.packets(direction, Data))
         assert wire == text.replace(b"\r", b"\r\0").replace(b"\n", b"\r\n")
+
+
+# ---------------------------------------------------------------------------------------------- more RFC rows
+@pytest.mark.parametrize("mode", ["mail", "binary", ""])
+def test_unsupported_modes_are_refused_with_error_4(mode):
+    from rudp.core.server import RequestRefused, check_request
+
+    with pytest.raises(RequestRefused) as info:
+        check_request(ReadRequest("f", mode))
+    assert info.value.code == ErrorCode.ILLEGAL_OPERATION
+
+
+def test_mode_names_are_case_insensitive():
+    server = ReadServer(ReadRequest("f", "NetAscii"), CLIENT, TransferConfig(), file_size=None, now=0.0)
+    server.feed(b"a\nb", now=0.0)
+    server.feed_eof(now=0.0)
+    assert [p for p, _ in sent(server)] == [Data(1, b"a\r\nb")]
+
+
+def test_options_missing_from_the_oack_fall_back_to_their_defaults():
+    client = ReadClient("f", SERVER, TransferConfig(blksize=1024, windowsize=4), now=0.0)
+    sent(client)
+    client.receive_datagram(encode(OptionAck((("blksize", "1024"),))), SERVER_TID, now=0.1)
+    assert [p for p, _ in sent(client)] == [Ack(0)]
+    assert client.negotiated.windowsize == 1 and client.negotiated.tsize is None
+    client.receive_datagram(encode(Data(1, b"x" * 1024)), SERVER_TID, now=0.2)
+    assert [p for p, _ in sent(client)] == [Ack(1)]  # windowsize 1: every block is acknowledged
+
+
+def test_wrq_with_options_answered_by_a_plain_ack_0_runs_with_defaults():
+    client = WriteClient("f", SERVER, TransferConfig(blksize=1024, windowsize=4), tsize=2000, now=0.0)
+    client.feed(b"y" * 2000, now=0.0)
+    client.feed_eof(now=0.0)
+    sent(client)
+    client.receive_datagram(encode(Ack(0)), SERVER_TID, now=0.1)
+    assert [p for p, _ in sent(client)] == [Data(1, b"y" * 512)]  # 512-byte blocks, one at a time
+    assert client.negotiated == Negotiated(blksize=512, windowsize=1, timeout=5.0, tsize=None, oack=False)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        (("blksize", "7"),),
+        (("windowsize", "0"),),
+        (("windowsize", "65536"),),
+        (("timeout", "256"),),
+        (("tsize", "-1"),),
+        (("blksize", " 512"),),
+        (("timeout", "1.5"),),
+    ],
+)
+def test_server_ignores_out_of_range_or_malformed_option_values(options):
+    server = ReadServer(ReadRequest("f", "octet", options), CLIENT, TransferConfig(), file_size=3, now=0.0)
+    server.feed(b"abc", now=0.0)
+    server.feed_eof(now=0.0)
+    assert [p for p, _ in sent(server)] == [Data(1, b"abc")]  # no OACK: plain RFC 1350
+
+
+def test_wrq_tsize_is_echoed_in_the_oack():
+    server = WriteServer(WriteRequest("f", "octet", (("TSize", "12345"),)), CLIENT, TransferConfig(), now=0.0)
+    assert [p for p, _ in sent(server)] == [OptionAck((("TSize", "12345"),))]
+    assert server.negotiated.tsize == 12345
+
+
+def test_client_refuses_a_windowsize_larger_than_it_asked_for():
+    client = WriteClient("f", SERVER, TransferConfig(windowsize=4), tsize=None, now=0.0)
+    sent(client)
+    client.receive_datagram(encode(OptionAck((("windowsize", "8"),))), SERVER_TID, now=0.1)
+    ((packet, _),) = sent(client)
+    assert packet.code == ErrorCode.OPTION_REFUSED and "outside 1..4" in packet.message
+
+
+def test_negotiated_timeout_governs_retransmission_and_dally_on_the_server():
+    request = ReadRequest("f", "octet", (("timeout", "2"),))
+    server = ReadServer(request, CLIENT, TransferConfig(timeout=5.0), file_size=None, now=0.0)
+    assert server.get_timer() == 2.0  # the OACK is resent on the negotiated timeout, not the local 5 s
+    server.handle_timer(now=2.0)
+    assert [type(p) for p, _ in sent(server)] == [OptionAck, OptionAck]
+    upload_request = WriteRequest("f", "octet", (("timeout", "3"),))
+    receiver = WriteServer(upload_request, CLIENT, TransferConfig(timeout=5.0), now=0.0)
+    assert receiver.get_timer() == 3.0
+    receiver.receive_datagram(encode(Data(1, b"end")), CLIENT, now=1.0)
+    assert receiver.state is State.DALLYING and receiver.get_timer() == 1.0 + 2 * 3.0
+
+
+def test_windowed_timeout_resends_from_the_last_acknowledged_block():
+    client = WriteClient("f", SERVER, TransferConfig(windowsize=4), tsize=None, now=0.0)
+    client.feed(bytes(512 * 10), now=0.0)
+    client.feed_eof(now=0.0)
+    sent(client)
+    client.receive_datagram(encode(OptionAck((("windowsize", "4"),))), SERVER_TID, now=0.0)
+    assert [p.block for p, _ in sent(client)] == [1, 2, 3, 4]
+    client.receive_datagram(encode(Ack(4)), SERVER_TID, now=0.1)
+    assert [p.block for p, _ in sent(client)] == [5, 6, 7, 8]
+    client.handle_timer(now=5.1)  # the whole window was lost
+    assert [p.block for p, _ in sent(client)] == [5, 6, 7, 8]
+    assert client.stats.retransmissions == 4
+
+
+def test_junk_from_the_server_host_does_not_claim_the_transfer_id():
+    client = ReadClient("f", SERVER, LOCKSTEP, now=0.0)
+    sent(client)
+    client.receive_datagram(b"\x00\x07junk", ("127.0.0.1", 7777), now=0.1)
+    assert client.peer is None and sent(client) == []
+    client.receive_datagram(encode(Data(1, b"real")), SERVER_TID, now=0.2)
+    assert sent(client) == [(Ack(1), SERVER_TID)] and isinstance(client.outcome, TransferComplete)
+
+
+def test_a_dallying_receiver_ignores_new_blocks_without_an_error():
+    server = WriteServer(WriteRequest("f", "octet"), CLIENT, TransferConfig(), now=0.0)
+    sent(server)
+    server.receive_datagram(encode(Data(1, b"done")), CLIENT, now=0.1)
+    assert sent(server) == [(Ack(1), CLIENT)]
+    server.receive_datagram(encode(Data(2, b"z" * 600)), CLIENT, now=0.2)  # nonsense after the end
+    assert sent(server) == [] and isinstance(server.outcome, TransferComplete)
+
+
+def test_abort_withdraws_a_final_ack_that_has_not_left_yet():
+    server = WriteServer(WriteRequest("f", "octet"), CLIENT, TransferConfig(), now=0.0)
+    sent(server)
+    server.receive_datagram(encode(Data(1, b"last")), CLIENT, now=0.1)
+    assert isinstance(server.next_event(), Negotiated) and isinstance(server.next_event(), DataReceived)
+    assert isinstance(server.next_event(), TransferComplete)
+    server.abort("file already exists", code=ErrorCode.FILE_EXISTS)  # e.g. the rename into place failed
+    assert sent(server) == [(Error(ErrorCode.FILE_EXISTS, "file already exists"), CLIENT)]
+    assert server.outcome.kind is FailureKind.ABORTED and server.closed
+
+
+def test_requests_longer_than_512_octets_are_not_sent():
+    with pytest.raises(ValueError, match="TFTP allows 512"):
+        ReadClient("n" * 600, SERVER, TransferConfig(), now=0.0)

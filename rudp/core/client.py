@@ -17,23 +17,35 @@ from rudp.core.session import Address, Session, State
 from rudp.wire.codec import encode
 from rudp.wire.packets import Ack, Data, ErrorCode, OptionAck, Options, Packet, ReadRequest, WriteRequest
 
-__all__ = ["ReadClient", "WriteClient"]
+__all__ = ["ReadClient", "WriteClient", "MAX_REQUEST"]
+
+MAX_REQUEST = 512  # RFC 2347, Packet Formats: "The maximum size of a request packet is 512 octets."
+
+
+def _request(packet: ReadRequest | WriteRequest) -> bytes:
+    datagram = encode(packet)
+    if len(datagram) > MAX_REQUEST:
+        raise ValueError(f"the request for {packet.filename!r} would be {len(datagram)} bytes; TFTP allows 512")
+    return datagram
 
 
 class _Client(Session):
     _requested: Options
 
-    def _claim_source(self, addr: Address) -> bool:
-        if self.peer is None and self.server is not None and addr[0] == self.server[0]:
-            self.peer = addr  # RFC 1350 section 4: the server answers from its own, new TID
+    def _claim_peer(self, addr: Address) -> bool:
+        # RFC 1350 section 4: the server answers from a TID of its own choosing; the first valid packet from the
+        # server's host fixes it for the rest of the transfer.
+        if self.server is not None and addr[0] == self.server[0]:
+            self.peer = addr
             return True
-        return super()._claim_source(addr)
+        return False
 
     def _check_oack(self, oack: OptionAck) -> Negotiated | None:
         try:
             return accept_oack(self._requested, oack.options, self.config)
         except OptionError as exc:
-            # RFC 2347: a client that does not accept the OACK "should send an error packet ... error code 8".
+            # RFC 2347, Negotiation Protocol: "If the client rejects the OACK, then it sends an ERROR packet, with
+            # error code 8, to the server and the transfer is terminated."
             self._protocol_error(str(exc), code=ErrorCode.OPTION_REFUSED)
             return None
 
@@ -45,8 +57,9 @@ class ReadClient(_Client, ReceivingSession):
         ReceivingSession.__init__(self, config, peer=None)
         self.server = server
         self.filename = filename
-        self._requested = request_options(config, tsize=0)  # RFC 2349: "a size of 0 is specified" in an RRQ
-        self._send_remembered(encode(ReadRequest(filename, config.mode, self._requested)), server, now)
+        # RFC 2349: "In Read Request packets, a size of "0" is specified in the request"
+        self._requested = request_options(config, tsize=0)
+        self._send_remembered(_request(ReadRequest(filename, config.mode, self._requested)), server, now)
 
     def _on_packet(self, packet: Packet, now: float) -> None:
         if self.state is State.REQUESTING:
@@ -54,7 +67,9 @@ class ReadClient(_Client, ReceivingSession):
                 negotiated = self._check_oack(packet)
                 if negotiated is not None:
                     self._start_transfer(negotiated)
-                    self._ack(0, now)  # RFC 2347: the client acknowledges an OACK to its RRQ with ACK 0
+                    # RFC 2347: "an ACK (with the data block number set to 0) is sent by the client to confirm
+                    # the values in the server's OACK packet"
+                    self._ack(0, now)
             elif isinstance(packet, Data):
                 self._start_transfer(defaults(self.config))
                 self._on_data(packet, now)
@@ -76,7 +91,7 @@ class WriteClient(_Client, SendingSession):
         self.server = server
         self.filename = filename
         self._requested = request_options(config, tsize=tsize)
-        self._request = encode(WriteRequest(filename, config.mode, self._requested))
+        self._request = _request(WriteRequest(filename, config.mode, self._requested))
         self._send_to(self._request, server)
         self._arm(now)
 
@@ -85,7 +100,8 @@ class WriteClient(_Client, SendingSession):
             if isinstance(packet, OptionAck):
                 negotiated = self._check_oack(packet)
                 if negotiated is not None:
-                    # RFC 2347: an OACK to a WRQ stands for ACK 0; DATA 1 follows.
+                    # RFC 2347: "If the transfer was initiated with a Write Request, then the client begins the
+                    # transfer with the first DATA packet, using the negotiated values."
                     self._start_transfer(negotiated, now)
             elif isinstance(packet, Ack) and packet.block == 0:
                 self._start_transfer(defaults(self.config), now)

@@ -47,7 +47,3 @@ class TransferConfig:
             raise ValueError(f"dally must be >= 0, not {self.dally}")
         if self.max_size is not None and self.max_size < 0:
             raise ValueError(f"max_size must be >= 0, not {self.max_size}")
-
-    @property
-    def dally_time(self) -> float:
-        return 2 * self.timeout if self.dally is None else self.dally

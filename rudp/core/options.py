@@ -23,7 +23,7 @@ BLKSIZE, TIMEOUT, TSIZE, WINDOWSIZE = "blksize", "timeout", "tsize", "windowsize
 
 
 class OptionError(Exception):
-    """The peer's OACK is not acceptable; the client answers ERROR 8 (RFC 2347 "Option Acknowledgment")."""
+    """The peer's OACK is not acceptable; the client answers ERROR 8 (RFC 2347, Negotiation Protocol)."""
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,12 @@ def _int(value: str) -> int | None:
     return None
 
 
-def _lowered(options: Options) -> dict[str, str]:
-    """Options by lower-case name; the first of duplicated names wins."""
-    out: dict[str, str] = {}
+def _by_name(options: Options) -> dict[str, tuple[str, str]]:
+    """Options by lower-case name -> (name as spelled, value).  RFC 2347, Negotiation Protocol: "an option may
+    only be specified once"; should a peer repeat one anyway, the first wins."""
+    out: dict[str, tuple[str, str]] = {}
     for name, value in options:
-        out.setdefault(name.lower(), value)
+        out.setdefault(name.lower(), (name, value))
     return out
 
 
@@ -63,7 +64,7 @@ def request_options(config: TransferConfig, *, tsize: int | None) -> Options:
         opts.append((BLKSIZE, str(config.blksize)))
     if config.timeout_option is not None:
         opts.append((TIMEOUT, str(config.timeout_option)))
-    # RFC 2349 section 4 "tsize": sizes are octets, so only meaningful in octet mode.
+    # RFC 2349, Transfer Size Option: the size is "in octets", which only octet mode carries unchanged.
     if tsize is not None and config.mode == "octet":
         opts.append((TSIZE, str(tsize)))
     if config.windowsize != 1:
@@ -73,12 +74,14 @@ def request_options(config: TransferConfig, *, tsize: int | None) -> Options:
 
 def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Negotiated:
     """Check a server's OACK against what we asked for; raise OptionError to refuse it."""
-    asked = _lowered(requested)
+    asked = {key: value for key, (_, value) in _by_name(requested).items()}
     seen: set[str] = set()
     blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, config.timeout, None
     for name, value in oack:
         key = name.lower()
-        # RFC 2347: "the server ... MUST NOT include options ... that the client did not request"
+        # RFC 2347, Negotiation Protocol: "The server must not include in the OACK any option which had not been
+        # specifically requested by the client" and "If the client receives an OACK containing an unrequested
+        # option, it should respond with an ERROR packet, with error code 8, and terminate the transfer."
         if key not in asked:
             raise OptionError(f"server acknowledged option {name!r} that was not requested")
         if key in seen:
@@ -88,7 +91,7 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
         if number is None:
             raise OptionError(f"server sent a non-integer {name}={value!r}")
         if key == BLKSIZE:
-            # RFC 2348: the server may answer with a smaller size, never a larger one.
+            # RFC 2348: "The specified value must be less than or equal to the value specified by the client."
             if not MIN_BLKSIZE <= number <= int(asked[key]):
                 raise OptionError(f"server granted blksize {number}, outside {MIN_BLKSIZE}..{asked[key]}")
             blksize = number
@@ -97,7 +100,8 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
                 raise OptionError(f"server granted windowsize {number}, outside 1..{asked[key]}")
             windowsize = number
         elif key == TIMEOUT:
-            # RFC 2349 section 3: the server's value "MUST match" the requested one.
+            # RFC 2349, Timeout Interval Option: "The specified timeout value must match the value specified by
+            # the client."
             if number != int(asked[key]):
                 raise OptionError(f"server answered timeout {number}, not the {asked[key]} requested")
             timeout = float(number)
@@ -114,36 +118,44 @@ def server_negotiate(
     Returns the OACK options (empty: answer as plain RFC 1350) and the parameters in force.  Unknown options and
     malformed values are ignored, as RFC 2347 asks of a server that does not support them.
     """
-    asked = _lowered(request.options)
+    asked = _by_name(request.options)
     granted: list[tuple[str, str]] = []
     blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, config.timeout, None
 
-    value = _int(asked.get(BLKSIZE, ""))
+    def value_of(key: str) -> int | None:
+        return _int(asked[key][1]) if key in asked else None
+
+    def grant(key: str, value: int) -> None:
+        # RFC 2347, Packet Formats: the OACK's option names are "copied from the original request".
+        granted.append((asked[key][0], str(value)))
+
+    value = value_of(BLKSIZE)
     if value is not None and value >= MIN_BLKSIZE:
-        # RFC 2348: a request above what the server handles is answered with the server's maximum.
+        # RFC 2348: "The specified value must be less than or equal to the value specified by the client."
         blksize = min(value, config.blksize, MAX_BLKSIZE)
-        granted.append((BLKSIZE, str(blksize)))
-    value = _int(asked.get(TIMEOUT, ""))
-    if value is not None and 1 <= value <= 255:
+        grant(BLKSIZE, blksize)
+    value = value_of(TIMEOUT)
+    if value is not None and 1 <= value <= 255:  # RFC 2349: "between "1" and "255" seconds, inclusive"
         timeout = float(value)
-        granted.append((TIMEOUT, str(value)))  # RFC 2349 section 3: echoed exactly
-    value = _int(asked.get(TSIZE, ""))
+        grant(TIMEOUT, value)  # "must match the value specified by the client"
+    value = value_of(TSIZE)
     if value is not None:
         if isinstance(request, WriteRequest):
             if config.max_size is not None and value > config.max_size:
-                # RFC 2349 section 4: the server may refuse a WRQ whose tsize is too large with error 3.
+                # RFC 2349, Transfer Size Option: "If the file is too large for the server to handle, it may
+                # abort the transfer with an Error packet (error code 3)."
                 raise RequestRefused(
                     ErrorCode.DISK_FULL, f"file of {value} bytes exceeds the {config.max_size}-byte limit"
                 )
             tsize = value
-            granted.append((TSIZE, str(value)))
+            grant(TSIZE, value)  # "the size of the file ... is specified in the request and echoed back"
         elif file_size is not None:
             tsize = file_size
-            granted.append((TSIZE, str(file_size)))
-    value = _int(asked.get(WINDOWSIZE, ""))
+            grant(TSIZE, file_size)
+    value = value_of(WINDOWSIZE)
     if value is not None and 1 <= value <= MAX_WINDOWSIZE:
         windowsize = min(value, config.windowsize)
-        granted.append((WINDOWSIZE, str(windowsize)))
+        grant(WINDOWSIZE, windowsize)
     negotiated = Negotiated(
         blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=bool(granted)
     )

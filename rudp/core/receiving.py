@@ -15,8 +15,8 @@ position relative to it is its signed distance modulo 65536:
   in-order block is acknowledged at once so the sender can start its next window there (RFC 7440 section 4).
 
 While waiting, the timer resends the last thing sent (request, OACK, ACK 0 or last ACK) up to ``retries``
-times.  After the final ACK the session dallies (RFC 1350 section 6): for ``config.dally_time`` it answers a
-repeated final DATA with the final ACK again, in case that ACK was lost, then closes.
+times.  After the final ACK the session dallies (RFC 1350 section 6): for ``config.dally`` (default: two
+timeouts) it answers a repeated final DATA with the final ACK again, in case that ACK was lost, then closes.
 """
 
 from __future__ import annotations
@@ -63,12 +63,6 @@ class ReceivingSession(Session):
 
     def _on_data(self, data: Data, now: float) -> None:
         assert self.negotiated is not None
-        blksize = self.negotiated.blksize
-        if len(data.data) > blksize:
-            self._protocol_error(
-                f"DATA block {data.block} carries {len(data.data)} bytes, more than blksize {blksize}"
-            )
-            return
         distance = (data.block - self._expected + _HALF) % _WIRE - _HALF
         if distance < 0:
             self.stats.duplicates += 1
@@ -77,6 +71,12 @@ class ReceivingSession(Session):
                 self._send_to(*self._last_sent)  # our ACK was lost or late: answer the repeat (RFC 1350)
             return
         if self.state is State.DALLYING:
+            return  # the transfer is over: nothing new can arrive, and nothing now is worth an ERROR
+        blksize = self.negotiated.blksize
+        if len(data.data) > blksize:
+            self._protocol_error(
+                f"DATA block {data.block} carries {len(data.data)} bytes, more than blksize {blksize}"
+            )
             return
         if distance > 0:
             self.stats.out_of_order += 1
@@ -112,7 +112,7 @@ class ReceivingSession(Session):
             self._ack(self._expected - 1, now)
             self._complete()
             self._move(State.DALLYING)
-            self._deadline = now + self.config.dally_time
+            self._deadline = now + self._dally_time()
         elif self._since_ack >= self.negotiated.windowsize:
             self._ack(self._expected - 1, now)
         else:

@@ -58,6 +58,9 @@ class ReadServer(SendingSession):
             return
         self._data_packet(packet, now)
 
+    def _timeout(self) -> float:
+        return self._plan.timeout  # the OACK puts the negotiated timeout in force at once (RFC 2349)
+
     def _on_timeout(self, now: float) -> None:
         if self.state is State.NEGOTIATING:
             if self._retry("ACK of the option acknowledgment"):

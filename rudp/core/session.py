@@ -16,8 +16,9 @@ DATA) has one deadline.  When it passes, the session resends its last unanswered
 ``config.retries`` retries without progress end the transfer with TIMED_OUT.  Progress resets the count.
 
 Peers (TIDs, RFC 1350 section 4): once the peer's address and port are known, a datagram from anywhere else gets
-ERROR 5 and changes nothing.  A peer's ERROR ends the transfer and is never answered ("errors are not
-acknowledged", RFC 1350 section 7).  Undecodable datagrams are dropped and counted by reason.
+ERROR 5 and changes nothing.  A peer's ERROR ends the transfer and is never answered (RFC 1350 section 2: an
+error packet "is not acknowledged, and not retransmitted").  Undecodable datagrams are dropped and counted by
+reason.
 """
 
 from __future__ import annotations
@@ -83,17 +84,16 @@ class Session:
             return
         self.stats.datagrams_received += 1
         self.stats.wire_bytes_received += len(data)
-        if not self._claim_source(addr):
-            self.stats.wrong_tid += 1
-            if data[:2] != _ERROR_OPCODE:  # never answer an ERROR: two confused ends would ping-pong
-                # RFC 1350 section 4: "An error packet should be sent to the source of the incorrect packet,
-                # while not disturbing the transfer."
-                self._send_to(encode(Error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID")), addr)
+        if self.peer is not None and not same_endpoint(addr, self.peer):
+            self._wrong_tid(data, addr)
             return
         try:
             packet = decode(data)
         except MalformedPacket as exc:
             self.stats.malformed[exc.reason] += 1
+            return
+        if self.peer is None and not self._claim_peer(addr):
+            self._wrong_tid(data, addr)
             return
         if isinstance(packet, Error):
             if self.state is State.DALLYING:  # the transfer already succeeded; the peer is just leaving
@@ -119,9 +119,13 @@ class Session:
         return self._events.popleft() if self._events else None
 
     def abort(self, message: str, *, code: int = ErrorCode.NOT_DEFINED) -> None:
-        """Give up locally (Ctrl-C, disk full, ...): tell the peer with an ERROR if we know it."""
-        if self.state is State.DALLYING:
-            self._close()
+        """Give up locally (Ctrl-C, disk full, a failed rename, ...): tell the peer with an ERROR if we know it.
+
+        Datagrams queued but not yet collected by the driver are withdrawn, so a final ACK that has not left
+        yet is replaced by the ERROR: the peer never hears "done" for a file we then failed to keep."""
+        unsent, self._out = self._out, []
+        if self.state is State.DALLYING and not unsent:
+            self._close()  # the final ACK is out: the transfer succeeded as far as the peer knows
         elif self.state is not State.CLOSED:
             self._fail(FailureKind.ABORTED, message, code=code, notify=self.peer is not None)
 
@@ -154,9 +158,18 @@ class Session:
     def _on_timeout(self, now: float) -> None:
         raise NotImplementedError
 
-    def _claim_source(self, addr: Address) -> bool:
-        """Is this datagram from our peer?  Clients override this to learn the server's TID."""
-        return self.peer is not None and same_endpoint(addr, self.peer)
+    def _claim_peer(self, addr: Address) -> bool:
+        """A valid packet came while the peer is unknown: may ``addr`` become the peer?  (Clients say yes to the
+        server's host; see rudp.core.client.)"""
+        return False
+
+    def _wrong_tid(self, data: bytes, addr: Address) -> None:
+        self.stats.wrong_tid += 1
+        if data[:2] != _ERROR_OPCODE:  # never answer an ERROR: two confused ends would ping-pong
+            # RFC 1350 section 4: "If a source TID does not match, the packet should be discarded as erroneously
+            # sent from somewhere else.  An error packet should be sent to the source of the incorrect packet,
+            # while not disturbing the transfer."
+            self._send_to(encode(Error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID")), addr)
 
     def _move(self, new: State) -> None:
         if new not in _TRANSITIONS[self.state]:
@@ -176,7 +189,11 @@ class Session:
         self._deadline = now + self._timeout()
 
     def _timeout(self) -> float:
+        """Seconds before a retransmission: the negotiated RFC 2349 timeout once known, else the local one."""
         return self.negotiated.timeout if self.negotiated is not None else self.config.timeout
+
+    def _dally_time(self) -> float:
+        return 2 * self._timeout() if self.config.dally is None else self.config.dally
 
     def _progress(self) -> None:
         self._tries = 0

@@ -1,8 +1,8 @@
-"""The driver ritual over a real socket: feed, transmit, wait, receive, re-arm (STYLE.md section 2).
+"""The driver ritual over a real socket: feed, collect, transmit, wait, receive, re-arm (STYLE.md section 2).
 
 ``Transfer`` binds one sans-I/O session to one UDP socket and to the file it reads or writes.  ``service()`` runs
-the ritual once: pull file bytes into a sending session, send what the session queued, hand received file bytes
-to the writer, collect the outcome.  ``run()`` loops over it for a client, sleeping in ``select`` until the
+the ritual once: pull file bytes into a sending session, hand received file bytes to the writer and collect the
+outcome, then send what the session queued.  ``run()`` loops over it for a client, sleeping in ``select`` until the
 session's deadline; the server calls ``service()`` for many transfers from its own loop.  The clock is read in
 one place per loop and timers fire with ``now = max(deadline, clock())``.
 """
@@ -56,11 +56,12 @@ class Transfer:
 
     # ----------------------------------------------------------------- one turn of the ritual
     def service(self, now: float) -> None:
+        # Events before transmission: received bytes are written (and a completed upload renamed into place)
+        # before the ACK that confirms them leaves, so a write or rename failure can still turn that ACK into
+        # an ERROR (Session.abort withdraws what was not yet sent).
         self._feed(now)
-        self._transmit()
         self._collect(now)
-        if self.session.closed:
-            self._transmit()  # a final ERROR queued while collecting
+        self._transmit()
 
     def receive(self, clock: Clock) -> None:
         """Hand every datagram waiting on the socket to the session (bounded per call)."""
