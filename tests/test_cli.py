@@ -455,3 +455,27 @@ def test_fresh_install_gives_working_commands(tmp_path):
     for name in ("rudp-send", "rudp-recv", "rudp-get"):
         proc = subprocess.run([str(venv / "bin" / name), "--help"], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+
+
+def test_netascii_summary_counts_file_bytes_not_wire_bytes(server, tmp_path):
+    srv = server("--serve")
+    src = tmp_path / "lines.txt"
+    src.write_bytes(b"a\nb\nc\n")  # 6 bytes here, 9 on the wire
+    up = run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--mode", "netascii", "--json", *FAST)
+    assert json.loads(up.stdout)["bytes"] == 6 and json.loads(up.stdout)["stats"]["payload_bytes"] == 9
+    assert srv.next_event()["bytes"] == 6
+    down = run(
+        "rudp-get",
+        "127.0.0.1",
+        "lines.txt",
+        "-o",
+        tmp_path / "l2",
+        "--port",
+        srv.port,
+        "--mode",
+        "netascii",
+        "--json",
+        *FAST,
+    )
+    assert json.loads(down.stdout)["bytes"] == 6
+    assert srv.next_event()["bytes"] == 6

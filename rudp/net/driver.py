@@ -52,6 +52,7 @@ class Transfer:
     outcome: TransferComplete | TransferFailed | None = None
     local_error: RudpError | None = None  # a local failure (disk full, unreadable file, network) that ended it
     _eof: bool = False
+    _read: int = field(default=0, repr=False)  # file bytes read so far (a sending transfer)
     _acked_payload: int = field(default=0, repr=False)
 
     # ----------------------------------------------------------------- one turn of the ritual
@@ -146,6 +147,7 @@ class Transfer:
                 self._eof = True
                 session.feed_eof(now=now)
                 return
+            self._read += len(chunk)
             session.feed(chunk, now=now)
             wanted = session.bytes_wanted
 
@@ -178,11 +180,16 @@ class Transfer:
                     try:
                         self.sink.commit()
                     except FsError as exc:
-                        # e.g. the name appeared meanwhile (RFC 1350 error 6): too late to tell the peer cleanly
+                        # e.g. the name appeared meanwhile (RFC 1350 error 6); the final ACK has not left yet, so
+                        # abort() replaces it with this ERROR and the peer does not believe in a stored file.
                         self.local_error = LocalFileError(exc.message)
                         self.outcome = TransferFailed(FailureKind.ABORTED, exc.message, exc.code)
                         session.abort(exc.message, code=exc.code)
                         continue
+                if self.source is not None:
+                    # Progress counted DATA payload; netascii makes that differ from the file's size.
+                    self.file_bytes = self._read
+                    self._acked_payload = session.stats.payload_bytes
                 self.outcome = event
             elif isinstance(event, TransferFailed):
                 self.finished_at = now
