@@ -188,6 +188,8 @@ class Transfer:
                         continue
                 if self.source is not None:
                     # Progress counted DATA payload; netascii makes that differ from the file's size.
+                    if self._read > self.file_bytes:
+                        self._progress(self._read - self.file_bytes)  # so progress callbacks add up to the file
                     self.file_bytes = self._read
                     self._acked_payload = session.stats.payload_bytes
                 self.outcome = event
