@@ -466,3 +466,24 @@ def test_abort_withdraws_a_final_ack_that_has_not_left_yet():
 def test_requests_longer_than_512_octets_are_not_sent():
     with pytest.raises(ValueError, match="TFTP allows 512"):
         ReadClient("n" * 600, SERVER, TransferConfig(), now=0.0)
+
+
+@pytest.mark.parametrize("client_class", [ReadClient, WriteClient])
+def test_error_8_to_an_optioned_request_is_retried_once_without_options(client_class):
+    kw = {"tsize": 10} if client_class is WriteClient else {}
+    client = client_class("f", SERVER, TransferConfig(blksize=1024), now=0.0, **kw)
+    ((first, _),) = sent(client)
+    assert first.options
+    client.receive_datagram(encode(Error(8, "options not supported")), SERVER_TID, now=0.5)
+    ((retry, to),) = sent(client)
+    assert to == SERVER and retry == type(first)("f", "octet", ())  # same request, no options
+    assert client.get_timer() == 5.5 and client.peer is None
+    client.receive_datagram(encode(Error(8, "still no")), SERVER_TID, now=0.6)
+    assert client.outcome.kind is FailureKind.PEER_ERROR  # only once
+
+
+def test_other_errors_to_an_optioned_request_are_final():
+    client = ReadClient("f", SERVER, TransferConfig(blksize=1024), now=0.0)
+    sent(client)
+    client.receive_datagram(encode(Error(1, "File not found")), SERVER_TID, now=0.5)
+    assert sent(client) == [] and client.outcome.kind is FailureKind.PEER_ERROR

@@ -15,7 +15,7 @@ from rudp.core.receiving import ReceivingSession
 from rudp.core.sending import SendingSession
 from rudp.core.session import Address, Session, State
 from rudp.wire.codec import encode
-from rudp.wire.packets import Ack, Data, ErrorCode, OptionAck, Options, Packet, ReadRequest, WriteRequest
+from rudp.wire.packets import Ack, Data, Error, ErrorCode, OptionAck, Options, Packet, ReadRequest, WriteRequest
 
 __all__ = ["ReadClient", "WriteClient", "MAX_REQUEST"]
 
@@ -31,6 +31,22 @@ def _request(packet: ReadRequest | WriteRequest) -> bytes:
 
 class _Client(Session):
     _requested: Options
+    filename: str
+
+    def _send_request(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _recover_from(self, error: Error, now: float) -> bool:
+        # RFC 2347, Negotiation Protocol: "In the event that a server returns an error for a request which carries
+        # an option, the client may attempt to repeat the request without appending any options."  Done once,
+        # and only for error 8, the error that refuses options; "file not found" would not change.
+        if self.state is State.REQUESTING and self._requested and error.code == ErrorCode.OPTION_REFUSED:
+            self._requested = ()
+            self.peer = None  # the retried request is answered from a new TID
+            self._progress()
+            self._send_request(now)
+            return True
+        return False
 
     def _claim_peer(self, addr: Address) -> bool:
         # RFC 1350 section 4: the server answers from a TID of its own choosing; the first valid packet from the
@@ -59,7 +75,12 @@ class ReadClient(_Client, ReceivingSession):
         self.filename = filename
         # RFC 2349: "In Read Request packets, a size of "0" is specified in the request"
         self._requested = request_options(config, tsize=0)
-        self._send_remembered(_request(ReadRequest(filename, config.mode, self._requested)), server, now)
+        self._send_request(now)
+
+    def _send_request(self, now: float) -> None:
+        assert self.server is not None
+        request = _request(ReadRequest(self.filename, self.config.mode, self._requested))
+        self._send_remembered(request, self.server, now)
 
     def _on_packet(self, packet: Packet, now: float) -> None:
         if self.state is State.REQUESTING:
@@ -91,8 +112,12 @@ class WriteClient(_Client, SendingSession):
         self.server = server
         self.filename = filename
         self._requested = request_options(config, tsize=tsize)
-        self._request = _request(WriteRequest(filename, config.mode, self._requested))
-        self._send_to(self._request, server)
+        self._send_request(now)
+
+    def _send_request(self, now: float) -> None:
+        assert self.server is not None
+        self._request = _request(WriteRequest(self.filename, self.config.mode, self._requested))
+        self._send_to(self._request, self.server)
         self._arm(now)
 
     def _on_packet(self, packet: Packet, now: float) -> None:

@@ -99,6 +99,8 @@ class Session:
             if self.state is State.DALLYING:  # the transfer already succeeded; the peer is just leaving
                 self._close()
                 return
+            if self._recover_from(packet, now):
+                return
             self._fail(FailureKind.PEER_ERROR, _describe_error(packet), code=packet.code, notify=False)
             return
         self._on_packet(packet, now)
@@ -157,6 +159,11 @@ class Session:
 
     def _on_timeout(self, now: float) -> None:
         raise NotImplementedError
+
+    def _recover_from(self, error: Error, now: float) -> bool:
+        """The peer sent an ERROR: can the session carry on some other way?  (Clients may retry without
+        options; see rudp.core.client.)"""
+        return False
 
     def _claim_peer(self, addr: Address) -> bool:
         """A valid packet came while the peer is unknown: may ``addr`` become the peer?  (Clients say yes to the
