@@ -15,13 +15,23 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from rudp.api import DEFAULT_BLKSIZE, DEFAULT_WINDOWSIZE
-from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_WINDOWSIZE
+from rudp.api import DEFAULT_BLKSIZE, DEFAULT_WINDOWSIZE, client_config
+from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_WINDOWSIZE, TransferConfig
 from rudp.errors import ExitCode, RudpError
 from rudp.result import TransferResult
 from rudp.wire.packets import MAX_BLKSIZE, MIN_BLKSIZE
 
-__all__ = ["Parser", "add_transfer_options", "entry_point", "Reporter", "parse_size", "EXIT_CODES_HELP"]
+__all__ = [
+    "Parser",
+    "add_transfer_options",
+    "add_client_options",
+    "client_config_from",
+    "run_reported",
+    "entry_point",
+    "Reporter",
+    "parse_size",
+    "EXIT_CODES_HELP",
+]
 
 EXIT_CODES_HELP = """exit codes:
   0  success                     5  timed out (retry budget exhausted)
@@ -125,6 +135,28 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         help="send a plain RFC 1350 request without options (blksize 512, windowsize 1)",
     )
     add_transfer_options(parser)
+
+
+def client_config_from(args: argparse.Namespace) -> TransferConfig:
+    return client_config(
+        blksize=args.blksize,
+        windowsize=args.windowsize,
+        timeout=args.timeout,
+        retries=args.retries,
+        mode=args.mode,
+        options=not args.no_options,
+    )
+
+
+def run_reported(args: argparse.Namespace, label: str, transfer: Callable[..., TransferResult]) -> int:
+    """Run one client transfer with a progress bar, a summary and (with --json) a JSON record, also on failure."""
+    reporter = Reporter(quiet=args.quiet, as_json=args.json, label=label)
+    try:
+        transfer(config=client_config_from(args), on_progress=reporter.progress, on_complete=reporter.result)
+    except RudpError as exc:
+        reporter.failure(exc)
+        raise
+    return 0
 
 
 def entry_point(run: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], NoReturn]:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rudp.cli.common import Parser, Reporter, add_transfer_options, entry_point, parse_size
+from rudp.cli.common import Parser, add_transfer_options, entry_point, parse_size
 from rudp.core.config import TransferConfig
 from rudp.errors import ExitCode, LocalFileError, UsageError
 from rudp.net.server import Server, ServerConfig
@@ -52,7 +52,6 @@ def run(argv: Sequence[str] | None) -> int:
         overwrite=args.overwrite,
         transfer=transfer,
     )
-    reporter = Reporter(quiet=args.quiet, as_json=args.json, label="", bar=False)
 
     def report(result: TransferResult) -> None:
         if args.json:
@@ -67,7 +66,6 @@ def run(argv: Sequence[str] | None) -> int:
         if not args.quiet:
             sys.stderr.write(f"rudp-recv: {server.describe()}\n")
             sys.stderr.flush()
-        del reporter
         result = server.serve_forever(once=args.once)
     return result.exit_code if result is not None else ExitCode.OK
 

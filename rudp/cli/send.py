@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
-from rudp.api import client_config, send_file
-from rudp.cli.common import Parser, Reporter, add_client_options, entry_point
-from rudp.errors import RudpError
+from rudp.api import send_file
+from rudp.cli.common import Parser, add_client_options, entry_point, run_reported
 
 __all__ = ["main"]
 
@@ -18,29 +18,8 @@ def run(argv: Sequence[str] | None) -> int:
     parser.add_argument("--name", metavar="REMOTE", help="name to store it under (default: FILE's base name)")
     add_client_options(parser)
     args = parser.parse_args(argv)
-    config = client_config(
-        blksize=args.blksize,
-        windowsize=args.windowsize,
-        timeout=args.timeout,
-        retries=args.retries,
-        mode=args.mode,
-        options=not args.no_options,
-    )
-    reporter = Reporter(quiet=args.quiet, as_json=args.json, label=args.name or args.file)
-    try:
-        send_file(
-            args.file,
-            args.host,
-            port=args.port,
-            remote_name=args.name,
-            config=config,
-            on_progress=reporter.progress,
-            on_complete=reporter.result,
-        )
-    except RudpError as exc:
-        reporter.failure(exc)
-        raise
-    return 0
+    upload = partial(send_file, args.file, args.host, port=args.port, remote_name=args.name)
+    return run_reported(args, args.name or args.file, upload)
 
 
 main = entry_point(run)
