@@ -59,17 +59,17 @@ def analyse(original: bytes, arrivals: list[bytes], chunk_size: int) -> NaiveRep
     duplicated = out_of_order = corrupted = 0
     highest = -1
     for data in arrivals:
-        index = where.get(data)
-        if index is None:
+        place = where.get(data)
+        if place is None:
             corrupted += 1
             continue
-        if index in seen:
+        if place in seen:
             duplicated += 1
             continue
-        seen.add(index)
-        if index < highest:
+        seen.add(place)
+        if place < highest:
             out_of_order += 1
-        highest = max(highest, index)
+        highest = max(highest, place)
     missing = [i for i in range(len(pieces)) if i not in seen]
     received = b"".join(arrivals)
     return NaiveReport(
