@@ -86,7 +86,7 @@ def test_lost_final_ack_is_answered_while_dallying_then_the_receiver_closes():
     assert [(d.time, d.dropped) for d in final_acks] == [(0.0, True), (5.0, False)]
     assert isinstance(link.server.outcome, TransferComplete)
     assert link.client.state is State.CLOSED
-    assert link.now == 10.0  # the dally (2 x timeout) ended, nothing else ran
+    assert link.now == 15.0  # the repeat at 5 s restarted the 10 s dally (2 x timeout); nothing else ran
 
 
 def test_duplicated_data_is_delivered_once_and_duplicate_acks_cause_no_resend():
@@ -487,3 +487,12 @@ def test_other_errors_to_an_optioned_request_are_final():
     sent(client)
     client.receive_datagram(encode(Error(1, "File not found")), SERVER_TID, now=0.5)
     assert sent(client) == [] and client.outcome.kind is FailureKind.PEER_ERROR
+
+
+def test_each_repeated_final_data_restarts_the_dally():
+    server = WriteServer(WriteRequest("f", "octet"), CLIENT, TransferConfig(timeout=1.0), now=0.0)
+    sent(server)
+    server.receive_datagram(encode(Data(1, b"end")), CLIENT, now=0.0)
+    assert server.get_timer() == 2.0
+    server.receive_datagram(encode(Data(1, b"end")), CLIENT, now=1.5)  # the final ACK was lost
+    assert sent(server)[-1] == (Ack(1), CLIENT) and server.get_timer() == 3.5

@@ -16,7 +16,8 @@ position relative to it is its signed distance modulo 65536:
 
 While waiting, the timer resends the last thing sent (request, OACK, ACK 0 or last ACK) up to ``retries``
 times.  After the final ACK the session dallies (RFC 1350 section 6): for ``config.dally`` (default: two
-timeouts) it answers a repeated final DATA with the final ACK again, in case that ACK was lost, then closes.
+timeouts) it answers a repeated final DATA with the final ACK again, in case that ACK was lost, then closes;
+each repeat restarts the dally, since it shows that the sender is still waiting.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class ReceivingSession(Session):
             if self._expected + distance == self._acked:
                 assert self._last_sent is not None
                 self._send_to(*self._last_sent)  # our ACK was lost or late: answer the repeat (RFC 1350)
+                if self.state is State.DALLYING:
+                    # The sender is still waiting for the final ACK: keep listening for another full dally.
+                    self._deadline = now + self._dally_time()
             return
         if self.state is State.DALLYING:
             return  # the transfer is over: nothing new can arrive, and nothing now is worth an ERROR
