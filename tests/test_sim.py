@@ -145,3 +145,13 @@ def test_rudp_sim_command_reports_and_writes_a_trace(tmp_path):
     assert again.read_bytes() == trace.read_bytes()  # same seed, same trace, byte for byte
     bad = run("rudp-sim", "--loss", "lots")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_closed_pipe_is_not_an_error():
+    import subprocess
+
+    from cliharness import command
+
+    script = f"'{command('rudp-sim')}' --size 50K --seed 2 | true; exit ${{PIPESTATUS[0]}}"
+    proc = subprocess.run(script, shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr

@@ -173,6 +173,10 @@ def entry_point(run: Callable[[Sequence[str] | None], int]) -> Callable[[Sequenc
         except KeyboardInterrupt:
             sys.stderr.write(f"{prog}: interrupted\n")
             code = ExitCode.INTERRUPTED
+        except BrokenPipeError:
+            # The reader went away (`rudp-sim ... | head`): stop quietly, as Unix tools do.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = ExitCode.OK
         except Exception as exc:  # a bug: say so in one line, the traceback only on request
             if os.environ.get("RUDP_DEBUG"):
                 raise
