@@ -40,6 +40,7 @@ def client_config(
     retries: int = DEFAULT_RETRIES,
     mode: str = "octet",
     options: bool = True,
+    fixed_timeout: bool = False,
 ) -> TransferConfig:
     """A client's settings.  A whole-second ``timeout`` of 1..255 is also asked of the server (RFC 2349)."""
     timeout_option = int(timeout) if float(timeout).is_integer() and 1 <= timeout <= 255 else None
@@ -54,6 +55,7 @@ def client_config(
             mode=mode,
             options=options,
             timeout_option=timeout_option,
+            fixed_timeout=fixed_timeout,
             dally=min(timeout, CLIENT_DALLY),
         )
     except ValueError as exc:

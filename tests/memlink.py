@@ -137,10 +137,16 @@ class Link:
         return session.outcome
 
 
+def _server_default(client: TransferConfig | None) -> TransferConfig:
+    """A generous server in the same timer mode (fixed or adaptive) as the client."""
+    fixed = client.fixed_timeout if client is not None else False
+    return TransferConfig(blksize=65464, windowsize=64, fixed_timeout=fixed)
+
+
 def download(data: bytes, config: TransferConfig | None = None, server_config: TransferConfig | None = None, **kw):
     link = Link(
         client=ReadClient("file.bin", SERVER, config or TransferConfig(), now=0.0),
-        server_config=server_config or TransferConfig(blksize=65464, windowsize=64),
+        server_config=server_config or _server_default(config),
         source=data,
         **kw,
     )
@@ -152,7 +158,7 @@ def upload(data: bytes, config: TransferConfig | None = None, server_config: Tra
     config = config or TransferConfig()
     link = Link(
         client=WriteClient("file.bin", SERVER, config, tsize=len(data), now=0.0),
-        server_config=server_config or TransferConfig(blksize=65464, windowsize=64),
+        server_config=server_config or _server_default(config),
         source=data,
         **kw,
     )

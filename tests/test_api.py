@@ -94,12 +94,6 @@ def test_datagram_from_a_wrong_tid_gets_error_5_and_the_transfer_goes_on(server,
     assert server.results[-1].stats["wrong_tid"] == 1
 
 
-def test_demo_command_runs_a_verified_transfer():
-    proc = run("rudp-demo", "--size", "2M", timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("sha256 ") == 3 and "all three copies are identical" in proc.stdout
-
-
 def test_a_client_reusing_its_port_gets_a_new_transfer_while_the_last_one_dallies(server, tmp_path):
     """tftp-hpa's interactive client sends several commands from one port; the server must not mistake the
     second request for a repeat of the first while the first (upload) session dallies after its final ACK."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from memlink import CLIENT, SERVER, SERVER_TID, download, upload
 
@@ -13,7 +15,11 @@ from rudp.core.session import State
 from rudp.wire.codec import decode, encode
 from rudp.wire.packets import Ack, Data, Error, ErrorCode, OptionAck, ReadRequest, WriteRequest
 
-LOCKSTEP = TransferConfig(options=False)  # plain RFC 1350: blksize 512, windowsize 1
+# These tests pin classic TFTP timing (RFC 1350's fixed timer), so every session here uses the fixed timeout; the
+# RTT-adaptive timer has its own tests in test_rtt.py.  memlink gives the server the client's timer mode.
+Classic = partial(TransferConfig, fixed_timeout=True)
+
+LOCKSTEP = Classic(options=False)  # plain RFC 1350: blksize 512, windowsize 1
 DATA_1500 = bytes(range(256)) * 5 + bytes(220)  # 1500 bytes: blocks of 512, 512, 476
 
 
@@ -69,7 +75,7 @@ def test_lost_data_is_resent_after_exactly_the_timeout():
 
 
 def test_lost_ack_duplicate_data_is_reacked_and_nothing_is_sent_twice_more():
-    client_cfg = TransferConfig(options=False, timeout=7.0)  # so the server's timer fires first
+    client_cfg = Classic(options=False, timeout=7.0)  # so the server's timer fires first
     link = download(DATA_1500, client_cfg, drop=first(1, lambda d, p: isinstance(p, Ack) and p.block == 1))
     assert bytes(link.received) == DATA_1500
     acks1 = link.packets("c>s", Ack)
@@ -101,7 +107,7 @@ def test_duplicated_data_is_delivered_once_and_duplicate_acks_cause_no_resend():
 
 
 def test_duplicate_ack_alone_does_not_trigger_a_resend():
-    server = ReadServer(ReadRequest("f", "octet"), CLIENT, TransferConfig(), file_size=None, now=0.0)
+    server = ReadServer(ReadRequest("f", "octet"), CLIENT, Classic(), file_size=None, now=0.0)
     server.feed(b"x" * 1000, now=0.0)
     server.feed_eof(now=0.0)
     assert [p for p, _ in sent(server)] == [Data(1, b"x" * 512)]
@@ -141,7 +147,7 @@ def test_first_answer_must_come_from_the_server_host():
 # ---------------------------------------------------------------------------------------------- windows
 def test_gap_in_window_gets_one_immediate_ack_of_the_last_in_order_block():
     req = WriteRequest("f", "octet", (("windowsize", "4"),))
-    server = WriteServer(req, CLIENT, TransferConfig(windowsize=8), now=0.0)
+    server = WriteServer(req, CLIENT, Classic(windowsize=8), now=0.0)
     assert [p for p, _ in sent(server)] == [OptionAck((("windowsize", "4"),))]
     server.receive_datagram(encode(Data(1, b"1" * 512)), CLIENT, now=0.1)
     assert sent(server) == []  # mid-window: no ACK yet
@@ -156,7 +162,7 @@ def test_gap_in_window_gets_one_immediate_ack_of_the_last_in_order_block():
 
 
 def test_go_back_n_sender_restarts_window_after_a_gap_ack():
-    cfg = TransferConfig(blksize=512, windowsize=4)
+    cfg = Classic(blksize=512, windowsize=4)
     data = bytes(512 * 6 + 10)
     link = upload(data, cfg, drop=first(1, lambda d, p: isinstance(p, Data) and p.block == 2))
     assert bytes(link.received) == data
@@ -169,7 +175,7 @@ def test_go_back_n_sender_restarts_window_after_a_gap_ack():
 @pytest.mark.parametrize("windowsize", [1, 8, 64])
 def test_windowed_transfer_delivers_and_acks_once_per_window(windowsize):
     data = bytes(range(256)) * 200  # 51200 bytes, 100 blocks of 512 + empty final
-    link = download(data, TransferConfig(blksize=512, windowsize=windowsize))
+    link = download(data, Classic(blksize=512, windowsize=windowsize))
     assert bytes(link.received) == data
     acks = [d.packet.block for d in link.packets("c>s", Ack)]
     blocks = 101
@@ -179,7 +185,7 @@ def test_windowed_transfer_delivers_and_acks_once_per_window(windowsize):
 
 def test_windowsize_1_is_exactly_rfc1350_after_the_handshake():
     plain = download(DATA_1500, LOCKSTEP)
-    windowed = download(DATA_1500, TransferConfig(windowsize=1, blksize=512, timeout_option=5))
+    windowed = download(DATA_1500, Classic(windowsize=1, blksize=512, timeout_option=5))
 
     def strip(link):
         return [(d.direction, d.packet) for d in link.log if isinstance(d.packet, (Data, Ack))]
@@ -189,7 +195,7 @@ def test_windowsize_1_is_exactly_rfc1350_after_the_handshake():
 
 def test_block_numbers_roll_over_from_65535_to_0():
     data = bytes(i % 251 for i in range(8 * 65540))
-    link = download(data, TransferConfig(blksize=8, windowsize=16))
+    link = download(data, Classic(blksize=8, windowsize=16))
     assert bytes(link.received) == data
     numbers = [d.packet.block for d in link.packets("s>c", Data)]
     at = numbers.index(65535)
@@ -198,7 +204,7 @@ def test_block_numbers_roll_over_from_65535_to_0():
 
 # ---------------------------------------------------------------------------------------------- retry budget
 def test_unanswered_request_is_resent_then_fails_at_exact_deadlines():
-    client = ReadClient("f", SERVER, TransferConfig(retries=5), now=0.0)
+    client = ReadClient("f", SERVER, Classic(retries=5), now=0.0)
     assert len(sent(client)) == 1
     deadlines = []
     while (t := client.get_timer()) is not None:
@@ -234,7 +240,7 @@ def test_sender_gives_up_when_acks_stop_and_names_the_block():
 
 # ---------------------------------------------------------------------------------------------- options
 def test_oack_is_checked_and_applied():
-    link = download(DATA_1500, TransferConfig(blksize=1024, windowsize=4, timeout_option=3))
+    link = download(DATA_1500, Classic(blksize=1024, windowsize=4, timeout_option=3))
     negotiated = [e for e in link.events if isinstance(e, Negotiated)]
     assert negotiated[0] == Negotiated(blksize=1024, windowsize=4, timeout=3.0, tsize=1500, oack=True)
     assert bytes(link.received) == DATA_1500
@@ -254,7 +260,7 @@ def test_oack_is_checked_and_applied():
     ],
 )
 def test_client_refuses_a_bad_oack_with_error_8(granted, why):
-    client = ReadClient("f", SERVER, TransferConfig(blksize=1024, timeout_option=3), now=0.0)
+    client = ReadClient("f", SERVER, Classic(blksize=1024, timeout_option=3), now=0.0)
     sent(client)
     client.receive_datagram(encode(OptionAck(granted)), SERVER_TID, now=0.1)
     ((packet, addr),) = sent(client)
@@ -263,7 +269,7 @@ def test_client_refuses_a_bad_oack_with_error_8(granted, why):
 
 
 def test_server_that_ignores_options_falls_back_to_rfc1350():
-    client = ReadClient("f", SERVER, TransferConfig(blksize=1024, windowsize=4), now=0.0)
+    client = ReadClient("f", SERVER, Classic(blksize=1024, windowsize=4), now=0.0)
     ((request, _),) = sent(client)
     assert dict(request.options) == {"blksize": "1024", "tsize": "0", "windowsize": "4"}
     client.receive_datagram(encode(Data(1, b"z" * 512)), SERVER_TID, now=0.1)
@@ -276,14 +282,14 @@ def test_server_that_ignores_options_falls_back_to_rfc1350():
 
 def test_server_acknowledges_only_what_was_asked_and_clamps():
     req = ReadRequest("f", "octet", (("BlkSize", "99999"), ("foo", "1"), ("windowsize", "500"), ("timeout", "0")))
-    server = ReadServer(req, CLIENT, TransferConfig(blksize=1428, windowsize=64), file_size=10, now=0.0)
+    server = ReadServer(req, CLIENT, Classic(blksize=1428, windowsize=64), file_size=10, now=0.0)
     # RFC 2347: option names in the OACK are "copied from the original request"
     assert [p for p, _ in sent(server)] == [OptionAck((("BlkSize", "1428"), ("windowsize", "64")))]
     assert server.state is State.NEGOTIATING
 
 
 def test_upload_larger_than_max_size_is_refused_before_any_data():
-    link = upload(bytes(5000), TransferConfig(), server_config=TransferConfig(max_size=4096))
+    link = upload(bytes(5000), Classic(), server_config=Classic(max_size=4096))
     assert link.log[1].packet == Error(ErrorCode.DISK_FULL, "file of 5000 bytes exceeds the 4096-byte limit")
     assert link.packets("c>s", Data) == []
     assert link.client.outcome.kind is FailureKind.PEER_ERROR
@@ -291,7 +297,7 @@ def test_upload_larger_than_max_size_is_refused_before_any_data():
 
 
 def test_upload_growing_past_max_size_without_tsize_is_stopped():
-    link = upload(bytes(5000), LOCKSTEP, server_config=TransferConfig(max_size=1024))
+    link = upload(bytes(5000), LOCKSTEP, server_config=Classic(max_size=1024))
     assert link.server.outcome.kind is FailureKind.REFUSED and link.server.outcome.code == 3
     assert len(link.packets("c>s", Data)) == 3  # block 3 takes it past 1024 bytes
 
@@ -330,7 +336,7 @@ def test_abort_sends_error_to_the_peer():
 def test_netascii_translates_both_ways():
     text = b"line one\nline two\r\nbare cr\r end\n" * 100
     for run in (download, upload):
-        link = run(text, TransferConfig(mode="netascii", blksize=512))
+        link = run(text, Classic(mode="netascii", blksize=512))
         assert bytes(link.received) == text
         direction = "s>c" if run is download else "c>s"
         wire = b"".join(d.packet.data for d in link.packets(direction, Data))
@@ -348,14 +354,14 @@ def test_unsupported_modes_are_refused_with_error_4(mode):
 
 
 def test_mode_names_are_case_insensitive():
-    server = ReadServer(ReadRequest("f", "NetAscii"), CLIENT, TransferConfig(), file_size=None, now=0.0)
+    server = ReadServer(ReadRequest("f", "NetAscii"), CLIENT, Classic(), file_size=None, now=0.0)
     server.feed(b"a\nb", now=0.0)
     server.feed_eof(now=0.0)
     assert [p for p, _ in sent(server)] == [Data(1, b"a\r\nb")]
 
 
 def test_options_missing_from_the_oack_fall_back_to_their_defaults():
-    client = ReadClient("f", SERVER, TransferConfig(blksize=1024, windowsize=4), now=0.0)
+    client = ReadClient("f", SERVER, Classic(blksize=1024, windowsize=4), now=0.0)
     sent(client)
     client.receive_datagram(encode(OptionAck((("blksize", "1024"),))), SERVER_TID, now=0.1)
     assert [p for p, _ in sent(client)] == [Ack(0)]
@@ -365,7 +371,7 @@ def test_options_missing_from_the_oack_fall_back_to_their_defaults():
 
 
 def test_wrq_with_options_answered_by_a_plain_ack_0_runs_with_defaults():
-    client = WriteClient("f", SERVER, TransferConfig(blksize=1024, windowsize=4), tsize=2000, now=0.0)
+    client = WriteClient("f", SERVER, Classic(blksize=1024, windowsize=4), tsize=2000, now=0.0)
     client.feed(b"y" * 2000, now=0.0)
     client.feed_eof(now=0.0)
     sent(client)
@@ -387,20 +393,20 @@ def test_wrq_with_options_answered_by_a_plain_ack_0_runs_with_defaults():
     ],
 )
 def test_server_ignores_out_of_range_or_malformed_option_values(options):
-    server = ReadServer(ReadRequest("f", "octet", options), CLIENT, TransferConfig(), file_size=3, now=0.0)
+    server = ReadServer(ReadRequest("f", "octet", options), CLIENT, Classic(), file_size=3, now=0.0)
     server.feed(b"abc", now=0.0)
     server.feed_eof(now=0.0)
     assert [p for p, _ in sent(server)] == [Data(1, b"abc")]  # no OACK: plain RFC 1350
 
 
 def test_wrq_tsize_is_echoed_in_the_oack():
-    server = WriteServer(WriteRequest("f", "octet", (("TSize", "12345"),)), CLIENT, TransferConfig(), now=0.0)
+    server = WriteServer(WriteRequest("f", "octet", (("TSize", "12345"),)), CLIENT, Classic(), now=0.0)
     assert [p for p, _ in sent(server)] == [OptionAck((("TSize", "12345"),))]
     assert server.negotiated.tsize == 12345
 
 
 def test_client_refuses_a_windowsize_larger_than_it_asked_for():
-    client = WriteClient("f", SERVER, TransferConfig(windowsize=4), tsize=None, now=0.0)
+    client = WriteClient("f", SERVER, Classic(windowsize=4), tsize=None, now=0.0)
     sent(client)
     client.receive_datagram(encode(OptionAck((("windowsize", "8"),))), SERVER_TID, now=0.1)
     ((packet, _),) = sent(client)
@@ -409,19 +415,19 @@ def test_client_refuses_a_windowsize_larger_than_it_asked_for():
 
 def test_negotiated_timeout_governs_retransmission_and_dally_on_the_server():
     request = ReadRequest("f", "octet", (("timeout", "2"),))
-    server = ReadServer(request, CLIENT, TransferConfig(timeout=5.0), file_size=None, now=0.0)
+    server = ReadServer(request, CLIENT, Classic(timeout=5.0), file_size=None, now=0.0)
     assert server.get_timer() == 2.0  # the OACK is resent on the negotiated timeout, not the local 5 s
     server.handle_timer(now=2.0)
     assert [type(p) for p, _ in sent(server)] == [OptionAck, OptionAck]
     upload_request = WriteRequest("f", "octet", (("timeout", "3"),))
-    receiver = WriteServer(upload_request, CLIENT, TransferConfig(timeout=5.0), now=0.0)
+    receiver = WriteServer(upload_request, CLIENT, Classic(timeout=5.0), now=0.0)
     assert receiver.get_timer() == 3.0
     receiver.receive_datagram(encode(Data(1, b"end")), CLIENT, now=1.0)
     assert receiver.state is State.DALLYING and receiver.get_timer() == 1.0 + 2 * 3.0
 
 
 def test_windowed_timeout_resends_from_the_last_acknowledged_block():
-    client = WriteClient("f", SERVER, TransferConfig(windowsize=4), tsize=None, now=0.0)
+    client = WriteClient("f", SERVER, Classic(windowsize=4), tsize=None, now=0.0)
     client.feed(bytes(512 * 10), now=0.0)
     client.feed_eof(now=0.0)
     sent(client)
@@ -444,7 +450,7 @@ def test_junk_from_the_server_host_does_not_claim_the_transfer_id():
 
 
 def test_a_dallying_receiver_ignores_new_blocks_without_an_error():
-    server = WriteServer(WriteRequest("f", "octet"), CLIENT, TransferConfig(), now=0.0)
+    server = WriteServer(WriteRequest("f", "octet"), CLIENT, Classic(), now=0.0)
     sent(server)
     server.receive_datagram(encode(Data(1, b"done")), CLIENT, now=0.1)
     assert sent(server) == [(Ack(1), CLIENT)]
@@ -453,7 +459,7 @@ def test_a_dallying_receiver_ignores_new_blocks_without_an_error():
 
 
 def test_abort_withdraws_a_final_ack_that_has_not_left_yet():
-    server = WriteServer(WriteRequest("f", "octet"), CLIENT, TransferConfig(), now=0.0)
+    server = WriteServer(WriteRequest("f", "octet"), CLIENT, Classic(), now=0.0)
     sent(server)
     server.receive_datagram(encode(Data(1, b"last")), CLIENT, now=0.1)
     assert isinstance(server.next_event(), Negotiated) and isinstance(server.next_event(), DataReceived)
@@ -465,13 +471,13 @@ def test_abort_withdraws_a_final_ack_that_has_not_left_yet():
 
 def test_requests_longer_than_512_octets_are_not_sent():
     with pytest.raises(ValueError, match="TFTP allows 512"):
-        ReadClient("n" * 600, SERVER, TransferConfig(), now=0.0)
+        ReadClient("n" * 600, SERVER, Classic(), now=0.0)
 
 
 @pytest.mark.parametrize("client_class", [ReadClient, WriteClient])
 def test_error_8_to_an_optioned_request_is_retried_once_without_options(client_class):
     kw = {"tsize": 10} if client_class is WriteClient else {}
-    client = client_class("f", SERVER, TransferConfig(blksize=1024), now=0.0, **kw)
+    client = client_class("f", SERVER, Classic(blksize=1024), now=0.0, **kw)
     ((first, _),) = sent(client)
     assert first.options
     client.receive_datagram(encode(Error(8, "options not supported")), SERVER_TID, now=0.5)
@@ -483,14 +489,14 @@ def test_error_8_to_an_optioned_request_is_retried_once_without_options(client_c
 
 
 def test_other_errors_to_an_optioned_request_are_final():
-    client = ReadClient("f", SERVER, TransferConfig(blksize=1024), now=0.0)
+    client = ReadClient("f", SERVER, Classic(blksize=1024), now=0.0)
     sent(client)
     client.receive_datagram(encode(Error(1, "File not found")), SERVER_TID, now=0.5)
     assert sent(client) == [] and client.outcome.kind is FailureKind.PEER_ERROR
 
 
 def test_each_repeated_final_data_restarts_the_dally():
-    server = WriteServer(WriteRequest("f", "octet"), CLIENT, TransferConfig(timeout=1.0), now=0.0)
+    server = WriteServer(WriteRequest("f", "octet"), CLIENT, Classic(timeout=1.0), now=0.0)
     sent(server)
     server.receive_datagram(encode(Data(1, b"end")), CLIENT, now=0.0)
     assert server.get_timer() == 2.0

@@ -109,7 +109,13 @@ def add_transfer_options(parser: argparse.ArgumentParser, *, server: bool = Fals
         "--timeout",
         type=_seconds,
         default=DEFAULT_TIMEOUT,
-        help=f"seconds before a retransmission (default {DEFAULT_TIMEOUT:g})",
+        help=f"longest wait before a retransmission, seconds (default {DEFAULT_TIMEOUT:g}); below it the wait "
+        "adapts to the measured round-trip time (RFC 6298)",
+    )
+    parser.add_argument(
+        "--fixed-timeout",
+        action="store_true",
+        help="always wait the whole --timeout before a retransmission, like classic TFTP",
     )
     parser.add_argument(
         "--retries",
@@ -145,6 +151,7 @@ def client_config_from(args: argparse.Namespace) -> TransferConfig:
         retries=args.retries,
         mode=args.mode,
         options=not args.no_options,
+        fixed_timeout=args.fixed_timeout,
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from rudp.api import DEFAULT_BLKSIZE, client_config, send_file
 from rudp.cli.common import Parser, Reporter, entry_point, parse_size
-from rudp.core.config import TransferConfig
+from rudp.core.config import DEFAULT_TIMEOUT, TransferConfig
 from rudp.errors import UsageError
 from rudp.impair.model import Channel, Impairment
 from rudp.impair.spec import add_impairment_arguments, describe, impairment_from_args, parse_duration
@@ -75,9 +75,10 @@ def run(argv: Sequence[str] | None) -> int:
     parser.add_argument(
         "--timeout",
         type=_seconds,
-        default=0.1,
+        default=DEFAULT_TIMEOUT,
         metavar="T",
-        help="rudp's retransmission timeout on this short path (default 100ms)",
+        help="rudp's longest retransmission wait; below it the wait adapts to the measured round trip "
+        f"(default {DEFAULT_TIMEOUT:g}s, as rudp-send)",
     )
     parser.add_argument("--json", action="store_true", help="print both runs' numbers as one JSON line")
     add_impairment_arguments(parser)

@@ -41,6 +41,7 @@ def run(argv: Sequence[str] | None) -> int:
         blksize=args.blksize,
         windowsize=args.windowsize,
         timeout=args.timeout,
+        fixed_timeout=args.fixed_timeout,
         retries=args.retries,
         max_size=args.max_size,
     )

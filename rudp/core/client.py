@@ -85,6 +85,7 @@ class ReadClient(_Client, ReceivingSession):
     def _on_packet(self, packet: Packet, now: float) -> None:
         if self.state is State.REQUESTING:
             if isinstance(packet, OptionAck):
+                self._answered(now)
                 negotiated = self._check_oack(packet)
                 if negotiated is not None:
                     self._start_transfer(negotiated)
@@ -118,10 +119,13 @@ class WriteClient(_Client, SendingSession):
         assert self.server is not None
         self._request = _request(WriteRequest(self.filename, self.config.mode, self._requested))
         self._send_to(self._request, self.server)
+        self._request_sent_at: float | None = now
         self._arm(now)
 
     def _on_packet(self, packet: Packet, now: float) -> None:
         if self.state is State.REQUESTING:
+            if isinstance(packet, (OptionAck, Ack)):
+                self._rtt_sample(self._request_sent_at, now)
             if isinstance(packet, OptionAck):
                 negotiated = self._check_oack(packet)
                 if negotiated is not None:
@@ -137,6 +141,7 @@ class WriteClient(_Client, SendingSession):
         if self.state is State.REQUESTING:
             if self._retry("an answer to the write request"):
                 self.stats.retransmissions += 1
+                self._request_sent_at = None  # Karn's rule
                 assert self.server is not None
                 self._send_to(self._request, self.server)
                 self._arm(now)

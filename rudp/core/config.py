@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rudp.core.rtt import MIN_RTO
 from rudp.wire.packets import DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE
 
 __all__ = ["TransferConfig", "MODES", "MAX_WINDOWSIZE", "DEFAULT_TIMEOUT", "DEFAULT_RETRIES"]
@@ -22,7 +23,9 @@ DEFAULT_RETRIES = 5
 class TransferConfig:
     blksize: int = DEFAULT_BLKSIZE
     windowsize: int = 1
-    timeout: float = DEFAULT_TIMEOUT  # seconds before a retransmission (local)
+    timeout: float = DEFAULT_TIMEOUT  # the longest wait before a retransmission, seconds (local)
+    fixed_timeout: bool = False  # True: always wait ``timeout`` (classic TFTP); False: RFC 6298 RTO <= timeout
+    min_rto: float = MIN_RTO  # the adaptive timer's floor, seconds
     retries: int = DEFAULT_RETRIES  # retransmissions of one thing before giving up
     mode: str = "octet"
     options: bool = True  # client: send RFC 2347 options at all
@@ -37,6 +40,8 @@ class TransferConfig:
             raise ValueError(f"windowsize must be 1..{MAX_WINDOWSIZE}, not {self.windowsize}")
         if not self.timeout > 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
+        if not self.min_rto > 0:
+            raise ValueError(f"min_rto must be positive, not {self.min_rto}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, not {self.retries}")
         if self.mode not in MODES:

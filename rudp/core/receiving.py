@@ -43,6 +43,7 @@ class ReceivingSession(Session):
         self._since_ack = 0  # in-order blocks accepted since the last ACK
         self._gap_acked = False  # a gap ACK was already sent for the current ``expected``
         self._last_sent: tuple[bytes, Address] | None = None  # what the timer resends
+        self._last_sent_at: float | None = None  # when, if it was sent once (Karn's rule)
         self._decoder = NetasciiDecoder() if config.mode == "netascii" else None
         self._received = 0  # file bytes delivered
 
@@ -53,8 +54,14 @@ class ReceivingSession(Session):
     def _send_remembered(self, datagram: bytes, addr: Address, now: float) -> None:
         """Send something the timer will resend until the peer answers."""
         self._last_sent = (datagram, addr)
+        self._last_sent_at = now
         self._send_to(datagram, addr)
         self._arm(now)
+
+    def _answered(self, now: float) -> None:
+        """The sender answered what we last sent (the next DATA came): a round-trip sample."""
+        self._rtt_sample(self._last_sent_at, now)
+        self._last_sent_at = None
 
     def _ack(self, block: int, now: float) -> None:
         self._acked = block
@@ -94,6 +101,7 @@ class ReceivingSession(Session):
     def _accept(self, payload: bytes, now: float) -> None:
         assert self.negotiated is not None
         final = len(payload) < self.negotiated.blksize
+        self._answered(now)
         self._expected += 1
         self._since_ack += 1
         self._gap_acked = False
@@ -134,8 +142,15 @@ class ReceivingSession(Session):
             return
         what = "the first DATA" if self._expected == 1 else f"DATA block {self._expected % _WIRE}"
         if self._retry(what):
-            assert self._last_sent is not None
             self.stats.retransmissions += 1
+            if self.state is State.TRANSFERRING and self._expected - 1 > self._acked:
+                # The window's tail is late or lost: acknowledge what did arrive, so the sender resends only
+                # the rest (an ACK for a block inside the window is an ordinary RFC 7440 ACK).
+                self._ack(self._expected - 1, now)
+                self._last_sent_at = None
+                return
+            assert self._last_sent is not None
+            self._last_sent_at = None  # Karn's rule: the next DATA could answer either copy
             self._send_to(*self._last_sent)
             self._arm(now)
 

@@ -43,6 +43,7 @@ class SendingSession(Session):
         self._base = 1  # first unacknowledged block
         self._next = 1  # next block to transmit in the current window
         self._highest_sent = 0
+        self._sent_at: dict[int, float] = {}  # block -> when it was sent, for blocks sent exactly once (Karn)
 
     # ----------------------------------------------------------------- file input
     @property
@@ -101,8 +102,10 @@ class SendingSession(Session):
             block = self._next
             if block <= self._highest_sent:
                 self.stats.retransmissions += 1
+                self._sent_at.pop(block, None)  # Karn's rule: an ACK now could be for either copy
             else:
                 self._highest_sent = block
+                self._sent_at[block] = now
             self._send(encode_data(block % _WIRE, self._blocks[block]))
             self._next += 1
             sent = True
@@ -117,7 +120,9 @@ class SendingSession(Session):
             # RFC 1123 section 4.2.3.1: a duplicate ACK must not cause a retransmission (Sorcerer's Apprentice).
             self.stats.duplicates += 1
             return
+        self._rtt_sample(self._sent_at.get(acked), now)
         for block in range(self._base, acked + 1):
+            self._sent_at.pop(block, None)
             payload = self._blocks.pop(block)
             self.stats.payload_bytes += len(payload)
             self.stats.blocks += 1

@@ -43,10 +43,14 @@ class ReadServer(SendingSession):
     ) -> None:
         super().__init__(_for_request(config, request), peer=client)
         oack, self._plan = server_negotiate(request, self.config, file_size=file_size)
+        # RFC 2349: the OACK puts the negotiated timeout in force at once
+        self.rtt.set_maximum(self._plan.timeout)
+        self._oack_sent_at: float | None = None
         if oack:
             self._oack = encode(OptionAck(oack))
             self._move(State.NEGOTIATING)
             self._send(self._oack)
+            self._oack_sent_at = now
             self._arm(now)
         else:
             self._start_transfer(self._plan, now)
@@ -54,17 +58,16 @@ class ReadServer(SendingSession):
     def _on_packet(self, packet: Packet, now: float) -> None:
         if self.state is State.NEGOTIATING:
             if isinstance(packet, Ack) and packet.block == 0:
+                self._rtt_sample(self._oack_sent_at, now)
                 self._start_transfer(self._plan, now)  # RFC 2347: ACK 0 confirms the OACK to an RRQ
             return
         self._data_packet(packet, now)
-
-    def _timeout(self) -> float:
-        return self._plan.timeout  # the OACK puts the negotiated timeout in force at once (RFC 2349)
 
     def _on_timeout(self, now: float) -> None:
         if self.state is State.NEGOTIATING:
             if self._retry("ACK of the option acknowledgment"):
                 self.stats.retransmissions += 1
+                self._oack_sent_at = None  # Karn: an answer now could be to either copy
                 self._send(self._oack)
                 self._arm(now)
             return

@@ -12,8 +12,13 @@ Lifecycle: ``state`` moves REQUESTING -> NEGOTIATING -> TRANSFERRING -> (DALLYIN
 exactly once; after it the session answers nothing but a repeated final DATA while it dallies.
 
 Retransmission: whatever the session is waiting on (an answer to its request, an ACK for its window, the next
-DATA) has one deadline.  When it passes, the session resends its last unanswered datagram(s) and counts a retry;
-``config.retries`` retries without progress end the transfer with TIMED_OUT.  Progress resets the count.
+DATA) has one deadline.  When it passes, the session resends its last unanswered datagram(s).  The wait is the
+RFC 6298 RTO from measured round trips (``rudp.core.rtt``), doubled after each expiry and never above the TFTP
+timeout (the negotiated RFC 2349 one once known); with ``config.fixed_timeout`` it is always that timeout, as in
+classic TFTP.  A retry counts toward ``config.retries`` only when the wait was the full timeout, so giving up
+takes at least as long as with the classic timer: ``retries`` full timeouts without progress end the transfer
+with TIMED_OUT (plus the short backed-off waits before them).  Progress resets the count.  The roles offer
+round-trip samples only for datagrams sent once (Karn's rule, RFC 6298 section 3).
 
 Peers (TIDs, RFC 1350 section 4): once the peer's address and port are known, a datagram from anywhere else gets
 ERROR 5 and changes nothing.  A peer's ERROR ends the transfer and is never answered (RFC 1350 section 2: an
@@ -29,6 +34,7 @@ from typing import Any
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import Event, FailureKind, Negotiated, TransferComplete, TransferFailed, TransferStats
+from rudp.core.rtt import INITIAL_RTO, RttEstimator
 from rudp.wire.codec import MalformedPacket, decode, encode
 from rudp.wire.packets import Error, ErrorCode, Opcode, Packet
 
@@ -76,7 +82,12 @@ class Session:
         self._out: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
         self._deadline: float | None = None
-        self._tries = 0  # retransmissions since the last progress
+        self._tries = 0  # full-timeout retransmissions since the last progress
+        self.rtt = RttEstimator(
+            initial=min(INITIAL_RTO, config.timeout),
+            minimum=min(config.min_rto, config.timeout),
+            maximum=config.timeout,
+        )
 
     # ----------------------------------------------------------------- the driver's verbs
     def receive_datagram(self, data: bytes, addr: Address, *, now: float) -> None:
@@ -196,11 +207,17 @@ class Session:
         self._deadline = now + self._timeout()
 
     def _timeout(self) -> float:
-        """Seconds before a retransmission: the negotiated RFC 2349 timeout once known, else the local one."""
-        return self.negotiated.timeout if self.negotiated is not None else self.config.timeout
+        """Seconds before a retransmission: the RTO, or with ``fixed_timeout`` the TFTP timeout itself (the
+        negotiated RFC 2349 one once known, else the local one)."""
+        return self.rtt.maximum if self.config.fixed_timeout else self.rtt.rto
 
     def _dally_time(self) -> float:
-        return 2 * self._timeout() if self.config.dally is None else self.config.dally
+        return 2 * self.rtt.maximum if self.config.dally is None else self.config.dally
+
+    def _rtt_sample(self, sent_at: float | None, now: float) -> None:
+        """An answer came to something sent once at ``sent_at`` (None: it was resent, so no sample: Karn)."""
+        if sent_at is not None and not self.config.fixed_timeout:
+            self.rtt.sample(now - sent_at)
 
     def _progress(self) -> None:
         self._tries = 0
@@ -208,6 +225,10 @@ class Session:
     def _retry(self, waiting_for: str) -> bool:
         """A timeout happened: True if we may retransmit, else the transfer has failed."""
         self.stats.timeouts += 1
+        full = self.config.fixed_timeout or self.rtt.rto >= self.rtt.maximum
+        self.rtt.backoff()  # RFC 6298 section 5.5
+        if not full:
+            return True
         if self._tries >= self.config.retries:
             self._fail(
                 FailureKind.TIMED_OUT,
@@ -220,6 +241,7 @@ class Session:
 
     def _negotiated(self, negotiated: Negotiated) -> None:
         self.negotiated = negotiated
+        self.rtt.set_maximum(negotiated.timeout)  # RFC 2349: the negotiated timeout is the longest wait
         self._events.append(negotiated)
 
     def _complete(self) -> None:
