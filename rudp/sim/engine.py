@@ -11,6 +11,24 @@ ignored.  The sending side reads from an in-memory file; the receiving side coll
 
 Everything random comes from one seeded ``random.Random`` split per direction, and events at equal times keep
 their insertion order, so a seed and a configuration reproduce a run, and its trace, byte for byte.
+
+Trace records
+-------------
+With ``trace=``, every datagram handed to a channel gives a ``send`` record (``lost`` says whether the channel
+dropped it) and every delivery a ``recv`` record: ``{"t", "event", "dir", "packet", "len"}`` plus ``lost`` on
+sends, and on receives ``dup``, ``corrupt`` and ``reordered``, each present only when true (the extra copy of a
+duplicated datagram, a payload with flipped bits, a datagram held back).  ``rudp.sim.ladder`` draws them.
+
+RTT measurement
+---------------
+The sessions keep a fixed retransmission timeout today, so the simulator measures round trips from outside, at
+the sending side, by Karn's rule (RFC 6298 section 3): a sample is the time from the only transmission of DATA
+block n to the arrival of the first ACK for a block >= n; a block ever sent twice gives no sample.  Only the
+first four bytes of each datagram are read (opcode and block, ``struct``), so this costs little per datagram.
+Block numbers are unwrapped from 16 bits by the sender's own order: a first transmission is always the block
+after the highest sent so far, anything else is a retransmission, and an ACK is mapped to the nearest block at
+or below the highest sent.  With a window of W blocks sent back to back, the first blocks of a window include
+the time the ACK waits for the rest of the window (the receiver acknowledges once per window, RFC 7440).
 """
 
 from __future__ import annotations
@@ -19,6 +37,9 @@ import heapq
 import itertools
 import json
 import random
+import statistics
+import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -28,7 +49,7 @@ from rudp.core.config import TransferConfig
 from rudp.core.events import DataReceived, TransferComplete, TransferFailed
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
 from rudp.core.session import Session
-from rudp.impair.model import Channel, Impairment
+from rudp.impair.model import Channel, Delivery, Impairment
 from rudp.naive import NaiveReport, analyse, chunks
 from rudp.wire.codec import MalformedPacket, decode, describe
 from rudp.wire.packets import ReadRequest, WriteRequest
@@ -41,6 +62,9 @@ SERVER = ("198.18.0.2", 69)
 SERVER_TID = ("198.18.0.2", 50001)
 _MAX_STEPS = 50_000_000
 _MAX_VIRTUAL_TIME = 7 * 24 * 3600.0
+_DATA, _ACK = 3, 4  # RFC 1350 opcodes
+_WIRE = 0x10000  # block numbers on the wire are modulo 65536
+_unpack_head = struct.Struct("!HH").unpack_from
 
 
 @dataclass(frozen=True)
@@ -75,9 +99,60 @@ class SimResult:
     up: dict[str, int]
     down: dict[str, int]
     steps: int
+    rtt: dict[str, Any] = field(default_factory=dict)  # samples, min, median, mean, max (seconds; None if none)
+    rto: dict[str, Any] = field(default_factory=dict)  # seconds, kind ("fixed"), timeouts per side
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class _RttMeter:
+    """Karn's-rule RTT samples at the sending side, from the datagrams' first four bytes (see the module doc)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._highest = 0  # highest block number (unwrapped) sent so far
+        self._unacked: deque[tuple[int, float]] = deque()  # (block, time of its only transmission), in order
+        self._resent: set[int] = set()  # blocks in _unacked sent more than once
+
+    def sent(self, datagram: bytes, now: float) -> None:
+        if len(datagram) < 4:
+            return
+        opcode, wire = _unpack_head(datagram)
+        if opcode != _DATA:
+            return
+        if (wire - self._highest) % _WIRE == 1:  # the sender never skips a block: this is its first sending
+            self._highest += 1
+            self._unacked.append((self._highest, now))
+        else:
+            self._resent.add(self._highest - (self._highest - wire) % _WIRE)
+
+    def acked(self, datagram: bytes, now: float) -> None:
+        if len(datagram) < 4:
+            return
+        opcode, wire = _unpack_head(datagram)
+        if opcode != _ACK:
+            return
+        block = self._highest - (self._highest - wire) % _WIRE
+        unacked = self._unacked
+        while unacked and unacked[0][0] <= block:
+            sent_block, sent_at = unacked.popleft()
+            if sent_block in self._resent:
+                self._resent.discard(sent_block)
+            else:
+                self.samples.append(round(now - sent_at, 9))  # to the nanosecond, as the trace
+
+    def summary(self) -> dict[str, Any]:
+        samples = self.samples
+        if not samples:
+            return {"samples": 0, "min": None, "median": None, "mean": None, "max": None}
+        return {
+            "samples": len(samples),
+            "min": min(samples),
+            "median": statistics.median(samples),
+            "mean": statistics.fmean(samples),
+            "max": max(samples),
+        }
 
 
 def _file(size: int, seed: int) -> bytes:
@@ -97,7 +172,7 @@ class _Run:
             "c>s": Channel(config.up, random.Random(f"{config.seed}:up")),
             "s>c": Channel(config.down, random.Random(f"{config.seed}:down")),
         }
-        self.heap: list[tuple[float, int, str, bytes, tuple[Any, ...]]] = []
+        self.heap: list[tuple[float, int, str, Delivery, tuple[Any, ...]]] = []
         self.sequence = itertools.count()
         if config.direction == "upload":
             self.client: Session = WriteClient("sim.bin", SERVER, config.client, tsize=config.size, now=0.0)
@@ -105,6 +180,8 @@ class _Run:
             self.client = ReadClient("sim.bin", SERVER, config.client, now=0.0)
         self.server: Session | None = None
         self.receiver_done_at: float | None = None
+        self.data_direction = "c>s" if config.direction == "upload" else "s>c"
+        self.rtt = _RttMeter()
 
     # ----------------------------------------------------------------- the ritual, per endpoint
     def _service(self, session: Session, direction: str) -> None:
@@ -131,10 +208,12 @@ class _Run:
         return (session is self.server) if upload else (session is self.client)
 
     def _transmit(self, direction: str, datagram: bytes, addr: tuple[Any, ...]) -> None:
+        if direction == self.data_direction:
+            self.rtt.sent(datagram, self.now)
         deliveries = self.channels[direction].send(datagram, self.now)
         self._log("send", direction, datagram, lost=not deliveries)
         for delivery in deliveries:
-            heapq.heappush(self.heap, (delivery.at, next(self.sequence), direction, delivery.data, addr))
+            heapq.heappush(self.heap, (delivery.at, next(self.sequence), direction, delivery, addr))
 
     def _log(self, event: str, direction: str, datagram: bytes, **extra: Any) -> None:
         if self.trace is None:
@@ -147,8 +226,13 @@ class _Run:
         record.update(extra)
         self.trace(record)
 
-    def _deliver(self, direction: str, datagram: bytes, addr: tuple[Any, ...]) -> None:
-        self._log("recv", direction, datagram)
+    def _deliver(self, direction: str, delivery: Delivery, addr: tuple[Any, ...]) -> None:
+        datagram = delivery.data
+        if self.trace is not None:
+            marks = {"dup": delivery.duplicate, "corrupt": delivery.corrupted, "reordered": delivery.reordered}
+            self._log("recv", direction, datagram, **{key: True for key, value in marks.items() if value})
+        if direction != self.data_direction and not delivery.corrupted:  # a damaged ACK gives no sample
+            self.rtt.acked(datagram, self.now)
         if direction == "s>c":
             self.client.receive_datagram(datagram, SERVER_TID, now=self.now)
             return
@@ -188,9 +272,9 @@ class _Run:
             if next_arrival is None and not timers:
                 break
             if next_arrival is not None and (not timers or next_arrival <= min(timers)):
-                at, _, direction, datagram, addr = heapq.heappop(self.heap)
+                at, _, direction, delivery, addr = heapq.heappop(self.heap)
                 self.now = max(self.now, at)
-                self._deliver(direction, datagram, addr)
+                self._deliver(direction, delivery, addr)
             else:
                 self.now = max(self.now, min(timers))
                 for session in sessions:
@@ -228,7 +312,27 @@ class _Run:
             up=self.channels["c>s"].counters.as_dict(),
             down=self.channels["s>c"].counters.as_dict(),
             steps=steps,
+            rtt=self.rtt.summary(),
+            rto=self._rto(sender),
         )
+
+    def _rto(self, sender: Session | None) -> dict[str, Any]:
+        """The sender's retransmission timeout at the end of the run: the fixed TFTP timeout (the negotiated
+        RFC 2349 value, else its own), or, for a session that keeps an adaptive ``rtt`` estimator and is not
+        configured with ``fixed_timeout``, that estimator's current RTO and SRTT."""
+        timeouts = {
+            "client": self.client.stats.timeouts,
+            "server": self.server.stats.timeouts if self.server is not None else 0,
+        }
+        if sender is None:
+            return {"seconds": self.config.server.timeout, "kind": "fixed", "timeouts": timeouts}
+        estimator = getattr(sender, "rtt", None)
+        rto = getattr(estimator, "rto", None)
+        if isinstance(rto, float) and not getattr(sender.config, "fixed_timeout", True):
+            srtt = getattr(estimator, "srtt", None)
+            return {"seconds": rto, "kind": "adaptive", "srtt": srtt, "timeouts": timeouts}
+        seconds = sender.negotiated.timeout if sender.negotiated is not None else sender.config.timeout
+        return {"seconds": seconds, "kind": "fixed", "timeouts": timeouts}
 
 
 def simulate(config: SimConfig, *, trace: IO[str] | Callable[[dict[str, Any]], None] | None = None) -> SimResult:
