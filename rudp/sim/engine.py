@@ -49,7 +49,7 @@ from rudp.core.config import TransferConfig
 from rudp.core.events import DataReceived, TransferComplete, TransferFailed
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
 from rudp.core.session import Session
-from rudp.impair.model import Channel, Delivery, Impairment
+from rudp.impair.model import HEADER_BYTES, Channel, Delivery, Impairment
 from rudp.naive import NaiveReport, analyse, chunks
 from rudp.wire.codec import MalformedPacket, decode, describe
 from rudp.wire.packets import ReadRequest, WriteRequest
@@ -352,13 +352,22 @@ def simulate(config: SimConfig, *, trace: IO[str] | Callable[[dict[str, Any]], N
 
 def simulate_naive(config: SimConfig) -> NaiveReport:
     """The same file over the same seeded path (client -> server direction), sent the naive way: every chunk
-    once, back to back at time 0, appended by the receiver in arrival order."""
+    once, appended by the receiver in arrival order.
+
+    Without a bottleneck rate the chunks go back to back at time 0.  With one, the sender paces itself at the
+    link rate, as a sender that knows its link would: each chunk is offered the moment the one before it has
+    left the bottleneck (every ``(len + HEADER_BYTES) * 8 / rate`` seconds), so the queue never holds more than
+    one and only the path's own losses remain."""
     data = _file(config.size, config.seed)
     channel = Channel(config.up, random.Random(f"{config.seed}:up"))
+    rate = config.up.rate
     arrivals: list[tuple[float, int, bytes]] = []
     order = itertools.count()
+    now = 0.0
     for piece in chunks(data, config.client.blksize):
-        for delivery in channel.send(piece, 0.0):
+        for delivery in channel.send(piece, now):
             arrivals.append((delivery.at, next(order), delivery.data))
+        if rate is not None:
+            now += (len(piece) + HEADER_BYTES) * 8 / rate  # the channel's own serialisation time, to the bit
     arrivals.sort()
     return analyse(data, [d for _, _, d in arrivals], config.client.blksize)
