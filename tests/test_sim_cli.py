@@ -1,5 +1,5 @@
 """rudp-sim's reports: RTT statistics, the ladder diagram, parameter sweeps (table, CSV, JSON, plot), the naive
-sender's pacing."""
+sender's pacing and the benchmark script."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import csv
 import json
 import re
 import statistics
+import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from cliharness import run
@@ -19,6 +21,8 @@ from rudp.impair.model import Impairment
 from rudp.sim.engine import SimConfig, simulate, simulate_naive
 from rudp.sim.ladder import ladder
 from rudp.sim.sweep import PARAMETERS, parse_sweep, run_sweep, sweep_configs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def in_process(capsys, *argv: str) -> tuple[int, str, str]:
@@ -408,3 +412,31 @@ def test_naive_sender_paces_itself_at_the_bottleneck_rate():
     assert report.intact and report.missing == 0 and report.arrived == report.sent == 715, report.summary()
     lossy = simulate_naive(SimConfig(size=1024 * 1024, up=Impairment(rate=10e6, queue=64, loss=0.05), seed=3))
     assert 10 < lossy.missing < 80  # only the path's own ~5 % loss, no queue overflow on top
+
+
+# --------------------------------------------------------------------------------------------- benchmark
+def test_bench_script_prints_the_ratio():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_sim.py"), "--size", "200K", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^\d+x faster than real time \(target >= 50x: (met|MISSED)\)$", proc.stdout, re.MULTILINE)
+    assert re.search(r"^simulated: \d+\.\d{3} s", proc.stdout, re.MULTILINE) and "result: INTACT" in proc.stdout
+
+
+def test_bad_bench_option_is_one_line():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "bench_sim.py"), "--loss", "lots"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith("expected a percentage like 5% or 0.5% (or a fraction like 0.05), not 'lots'")
+    )
