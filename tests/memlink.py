@@ -138,9 +138,12 @@ class Link:
 
 
 def _server_default(client: TransferConfig | None) -> TransferConfig:
-    """A generous server in the same timer mode (fixed or adaptive) as the client."""
-    fixed = client.fixed_timeout if client is not None else False
-    return TransferConfig(blksize=65464, windowsize=64, fixed_timeout=fixed)
+    """A generous server in the same modes (timer, selective repeat) as the client."""
+    if client is None:
+        return TransferConfig(blksize=65464, windowsize=64)
+    return TransferConfig(
+        blksize=65464, windowsize=64, fixed_timeout=client.fixed_timeout, selective=client.selective
+    )
 
 
 def download(data: bytes, config: TransferConfig | None = None, server_config: TransferConfig | None = None, **kw):

@@ -138,7 +138,7 @@ def test_a_receiver_whose_window_tail_is_late_acknowledges_what_arrived():
     is lost, rudp's receiver times out first, acknowledges blocks 1-7, and the client goes on at once."""
     link = upload(
         DATA,
-        TransferConfig(blksize=512, windowsize=8, fixed_timeout=True),
+        TransferConfig(blksize=512, windowsize=8, fixed_timeout=True, selective=False),
         server_config=TransferConfig(windowsize=64),
         drop=once(lambda p: isinstance(p, Data) and p.block == 8),
         delay=0.010,

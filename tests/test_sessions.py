@@ -15,9 +15,10 @@ from rudp.core.session import State
 from rudp.wire.codec import decode, encode
 from rudp.wire.packets import Ack, Data, Error, ErrorCode, OptionAck, ReadRequest, WriteRequest
 
-# These tests pin classic TFTP timing (RFC 1350's fixed timer), so every session here uses the fixed timeout; the
-# RTT-adaptive timer has its own tests in test_rtt.py.  memlink gives the server the client's timer mode.
-Classic = partial(TransferConfig, fixed_timeout=True)
+# These tests pin classic TFTP behaviour (RFC 1350's fixed timer, RFC 7440's go-back-N), so every session here
+# uses the fixed timeout and no selective repeat; the RTT-adaptive timer has its own tests in test_rtt.py and
+# selective repeat in test_selective.py.  memlink gives the server the client's modes.
+Classic = partial(TransferConfig, fixed_timeout=True, selective=False)
 
 LOCKSTEP = Classic(options=False)  # plain RFC 1350: blksize 512, windowsize 1
 DATA_1500 = bytes(range(256)) * 5 + bytes(220)  # 1500 bytes: blocks of 512, 512, 476

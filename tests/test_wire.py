@@ -35,6 +35,7 @@ from rudp.wire.packets import (
     ErrorCode,
     Opcode,
     OptionAck,
+    SelectiveAck,
     Packet,
     ReadRequest,
     WriteRequest,
@@ -84,6 +85,8 @@ def packet_from_json(fields: dict[str, Any]) -> Packet:
         return Error(fields["code"], wire_text(fields, "message"))
     if kind == "OACK":
         return OptionAck(tuple((name, value) for name, value in fields["options"]))
+    if kind == "SACK":
+        return SelectiveAck(fields["block"], unhex(fields["bitmap_hex"]))
     raise AssertionError(f"unknown kind {kind!r} in {VECTORS_PATH}")
 
 
@@ -274,6 +277,7 @@ packets = st.one_of(
     st.builds(WriteRequest, wire_strings, wire_strings, option_lists),
     st.builds(Data, u16, st.binary(max_size=600)),
     st.builds(Ack, u16),
+    st.builds(SelectiveAck, u16, st.binary(max_size=40)),
     st.builds(Error, u16, wire_strings),
     st.builds(OptionAck, option_lists),
 )

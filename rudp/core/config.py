@@ -32,6 +32,7 @@ class TransferConfig:
     timeout_option: int | None = None  # client: ask the peer for this RFC 2349 timeout (1..255)
     dally: float | None = None  # seconds to keep answering a repeated final DATA; None: 2 x timeout
     max_size: int | None = None  # receiving side: largest file accepted, from tsize and while receiving
+    selective: bool = True  # offer (client) / grant (server) rudp's ``sack`` option when windowsize > 1
 
     def __post_init__(self) -> None:
         if not MIN_BLKSIZE <= self.blksize <= MAX_BLKSIZE:

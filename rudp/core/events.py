@@ -36,6 +36,7 @@ class Negotiated:
     timeout: float
     tsize: int | None  # the size the peer announced (RFC 2349), if any
     oack: bool  # whether options were acknowledged at all (False: plain RFC 1350)
+    selective: bool = False  # rudp's ``sack`` option: selective repeat with SACKs instead of go-back-N
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Option negotiation: RFC 2347 (OACK), RFC 2348 (blksize), RFC 2349 (timeout, tsize), RFC 7440 (windowsize).
+"""Option negotiation: RFC 2347 (OACK), RFC 2348 (blksize), RFC 2349 (timeout, tsize), RFC 7440 (windowsize),
+and rudp's own ``sack`` (selective repeat; spec/protocol.md), which standard peers ignore as RFC 2347 asks.
 
 Theory of operation
 -------------------
@@ -19,7 +20,7 @@ from rudp.wire.packets import DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE, ErrorCo
 
 __all__ = ["OptionError", "RequestRefused", "request_options", "accept_oack", "defaults", "server_negotiate"]
 
-BLKSIZE, TIMEOUT, TSIZE, WINDOWSIZE = "blksize", "timeout", "tsize", "windowsize"
+BLKSIZE, TIMEOUT, TSIZE, WINDOWSIZE, SACK = "blksize", "timeout", "tsize", "windowsize", "sack"
 
 
 class OptionError(Exception):
@@ -69,6 +70,8 @@ def request_options(config: TransferConfig, *, tsize: int | None) -> Options:
         opts.append((TSIZE, str(tsize)))
     if config.windowsize != 1:
         opts.append((WINDOWSIZE, str(config.windowsize)))
+        if config.selective:
+            opts.append((SACK, "1"))
     return tuple(opts)
 
 
@@ -77,6 +80,7 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
     asked = {key: value for key, (_, value) in _by_name(requested).items()}
     seen: set[str] = set()
     blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, config.timeout, None
+    selective = False
     for name, value in oack:
         key = name.lower()
         # RFC 2347, Negotiation Protocol: "The server must not include in the OACK any option which had not been
@@ -107,7 +111,13 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
             timeout = float(number)
         elif key == TSIZE:
             tsize = number
-    return Negotiated(blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=True)
+        elif key == SACK:
+            if number != 1:
+                raise OptionError(f"server answered sack {number}, not the 1 requested")
+            selective = True
+    return Negotiated(
+        blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=True, selective=selective
+    )
 
 
 def server_negotiate(
@@ -156,7 +166,15 @@ def server_negotiate(
     if value is not None and 1 <= value <= MAX_WINDOWSIZE:
         windowsize = min(value, config.windowsize)
         grant(WINDOWSIZE, windowsize)
+    selective = value_of(SACK) == 1 and config.selective and windowsize > 1
+    if selective:
+        grant(SACK, 1)
     negotiated = Negotiated(
-        blksize=blksize, windowsize=windowsize, timeout=timeout, tsize=tsize, oack=bool(granted)
+        blksize=blksize,
+        windowsize=windowsize,
+        timeout=timeout,
+        tsize=tsize,
+        oack=bool(granted),
+        selective=selective,
     )
     return tuple(granted), negotiated

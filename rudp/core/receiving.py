@@ -14,6 +14,15 @@ position relative to it is its signed distance modulo 65536:
 * positive, a block beyond a gap: dropped (go-back-N keeps no out-of-order blocks) and, once per gap, the last
   in-order block is acknowledged at once so the sender can start its next window there (RFC 7440 section 4).
 
+Selective repeat (rudp's ``sack`` option, negotiated between rudp peers only).  Blocks beyond a gap, up to a
+window ahead, are kept (at most ``windowsize`` of them, so memory stays bounded) and delivered once the gap is
+filled.  Instead of one ACK per window the receiver sends a SACK (``rudp.core.sack``): the in-order run it holds
+plus a bitmap of the blocks it holds beyond the first missing one.  It sends one every ``ack_every`` arrivals (a
+quarter window: the sender's window slides instead of draining), at once when an arrival opens a new gap or fills
+one, when its timer expires, and whenever the driver collects datagrams after handing over everything that
+had arrived (``datagrams_to_send``): a pause in the flow, such as a window's tail, is acknowledged at once instead
+of after a timeout, while a busy receiver coalesces its ACKs.  The final ACK is a plain ACK, as in RFC 1350.
+
 While waiting, the timer resends the last thing sent (request, OACK, ACK 0 or last ACK) up to ``retries``
 times.  After the final ACK the session dallies (RFC 1350 section 6): for ``config.dally`` (default: two
 timeouts) it answers a repeated final DATA with the final ACK again, in case that ACK was lost, then closes;
@@ -24,8 +33,9 @@ from __future__ import annotations
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import DataReceived, FailureKind, Negotiated
+from rudp.core.sack import build_bitmap
 from rudp.core.session import Address, Session, State
-from rudp.wire.codec import encode_ack
+from rudp.wire.codec import encode_ack, encode_sack
 from rudp.wire.netascii import NetasciiDecoder
 from rudp.wire.packets import Data, ErrorCode, Packet
 
@@ -46,6 +56,9 @@ class ReceivingSession(Session):
         self._last_sent_at: float | None = None  # when, if it was sent once (Karn's rule)
         self._decoder = NetasciiDecoder() if config.mode == "netascii" else None
         self._received = 0  # file bytes delivered
+        self._held: dict[int, bytes] = {}  # selective repeat: blocks beyond a gap, by absolute number
+        self._final_block: int | None = None  # selective repeat: the short block's number, once seen
+        self._ack_due: float | None = None  # selective repeat: when news arrived that no SACK has reported yet
 
     def _start_transfer(self, negotiated: Negotiated) -> None:
         self._negotiated(negotiated)
@@ -72,6 +85,9 @@ class ReceivingSession(Session):
     def _on_data(self, data: Data, now: float) -> None:
         assert self.negotiated is not None
         distance = (data.block - self._expected + _HALF) % _WIRE - _HALF
+        if self.negotiated.selective and self.state is State.TRANSFERRING:
+            self._on_data_selective(data, distance, now)
+            return
         if distance < 0:
             self.stats.duplicates += 1
             if self._expected + distance == self._acked:
@@ -100,8 +116,20 @@ class ReceivingSession(Session):
 
     def _accept(self, payload: bytes, now: float) -> None:
         assert self.negotiated is not None
-        final = len(payload) < self.negotiated.blksize
         self._answered(now)
+        if not self._take(payload):
+            return
+        if len(payload) < self.negotiated.blksize:
+            self._finish(now)
+        elif self._since_ack >= self.negotiated.windowsize:
+            self._ack(self._expected - 1, now)
+        else:
+            self._arm(now)
+
+    def _take(self, payload: bytes) -> bool:
+        """Deliver the expected block's bytes; False if that ended the transfer (the size limit)."""
+        assert self.negotiated is not None
+        final = len(payload) < self.negotiated.blksize
         self._expected += 1
         self._since_ack += 1
         self._gap_acked = False
@@ -117,18 +145,86 @@ class ReceivingSession(Session):
             self._fail(
                 FailureKind.REFUSED, f"file exceeds the {limit}-byte limit", code=ErrorCode.DISK_FULL
             )  # RFC 1350 error 3: "Disk full or allocation exceeded"
-            return
+            return False
         if out:
             self._events.append(DataReceived(out))
-        if final:
-            self._ack(self._expected - 1, now)
-            self._complete()
-            self._move(State.DALLYING)
-            self._deadline = now + self._dally_time()
-        elif self._since_ack >= self.negotiated.windowsize:
-            self._ack(self._expected - 1, now)
+        return True
+
+    def _finish(self, now: float) -> None:
+        """The final block is in: the final ACK, the outcome, then dally (RFC 1350 section 6)."""
+        self._ack(self._expected - 1, now)
+        self._complete()
+        self._move(State.DALLYING)
+        self._deadline = now + self._dally_time()
+
+    # ----------------------------------------------------------------- selective repeat
+    def _on_data_selective(self, data: Data, distance: int, now: float) -> None:
+        assert self.negotiated is not None
+        window, blksize = self.negotiated.windowsize, self.negotiated.blksize
+        if len(data.data) > blksize:
+            self._protocol_error(
+                f"DATA block {data.block} carries {len(data.data)} bytes, more than blksize {blksize}"
+            )
+            return
+        block = self._expected + distance
+        if distance < 0 or block in self._held:
+            self.stats.duplicates += 1
+            self._since_ack += 1
+            if self._since_ack >= self._ack_every():
+                self._sack(now)
+            elif self._ack_due is None:
+                self._ack_due = now  # the SACK that answers it may have been lost
+            return
+        if distance >= window or (self._final_block is not None and block > self._final_block):
+            return  # beyond any window the sender may send: nonsense, or a stale block from before a rollover
+        if len(data.data) < blksize:
+            if self._final_block is not None and self._final_block != block:
+                self._protocol_error(f"two final blocks: {self._final_block % _WIRE} and {data.block}")
+                return
+            self._final_block = block
+        if distance > 0:
+            self.stats.out_of_order += 1
+            opens_gap = block - 1 not in self._held and block - 1 >= self._expected
+            self._held[block] = data.data
+            self._since_ack += 1
+            if opens_gap or self._since_ack >= self._ack_every():
+                self._sack(now)  # a new gap: tell the sender at once which blocks are missing
+            else:
+                self._ack_due = now
+            return
+        recovering = bool(self._held)
+        if self._expected == 1:
+            self._answered(now)  # mid-stream DATA does not wait for our SACKs: only the first is an answer
+        if not self._take(data.data):
+            return
+        while self._expected in self._held:
+            if not self._take(self._held.pop(self._expected)):
+                return
+        if self._final_block is not None and self._expected > self._final_block:
+            self._finish(now)
+        elif recovering or self._since_ack >= self._ack_every():
+            self._sack(now)
         else:
-            self._arm(now)
+            self._ack_due = now
+
+    def _ack_every(self) -> int:
+        assert self.negotiated is not None
+        return max(1, min(self.negotiated.windowsize // 4, 64))
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        """Selective repeat: everything that arrived has been handed over, so acknowledge what is news."""
+        if self._ack_due is not None and self.state is State.TRANSFERRING:
+            self._sack(self._ack_due)
+        return super().datagrams_to_send()
+
+    def _sack(self, now: float) -> None:
+        self._ack_due = None
+        cumulative = self._expected - 1
+        self._acked = cumulative
+        self._since_ack = 0
+        assert self.peer is not None
+        sack = encode_sack(cumulative % _WIRE, build_bitmap(cumulative, self._held))
+        self._send_remembered(sack, self.peer, now)
 
     def _data_packet(self, packet: Packet, now: float) -> None:
         """Handle a packet while TRANSFERRING or DALLYING."""
@@ -143,6 +239,11 @@ class ReceivingSession(Session):
         what = "the first DATA" if self._expected == 1 else f"DATA block {self._expected % _WIRE}"
         if self._retry(what):
             self.stats.retransmissions += 1
+            selective = self.negotiated is not None and self.negotiated.selective
+            if self.state is State.TRANSFERRING and selective and (self._expected > 1 or self._held):
+                self._sack(now)  # what we hold now, which may say more than the last one did
+                self._last_sent_at = None
+                return
             if self.state is State.TRANSFERRING and self._expected - 1 > self._acked:
                 # The window's tail is late or lost: acknowledge what did arrive, so the sender resends only
                 # the rest (an ACK for a block inside the window is an ordinary RFC 7440 ACK).

@@ -16,20 +16,31 @@ An ACK for block k in the window acknowledges everything up to k and a new windo
 blocks after k that were in flight are sent again).  An ACK that acknowledges nothing new is a duplicate and is
 ignored: resending on a duplicate ACK is the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1).  When the
 timer expires the whole window from ``base`` is sent again.  windowsize 1 is exactly RFC 1350's lockstep.
+
+Selective repeat (rudp's ``sack`` option, between rudp peers).  The window slides: every ACK or SACK that
+advances ``base`` lets new blocks go out at once, keeping up to ``windowsize`` blocks in flight.  A SACK also
+says which blocks beyond the first missing one arrived.  Every transmission gets a sequence number; a block is
+taken as lost when a block transmitted at least ``PACKET_THRESHOLD`` transmissions after its own latest one has
+arrived (the packet threshold of RFC 9002 section 6.1.1, counted in transmissions as RACK does, RFC 8985), and
+is then resent at once.  A resent block is judged by its new transmission, so a SACK written before the copy
+could arrive never triggers another, and a duplicated or stale SACK reports nothing newer: no Sorcerer's
+Apprentice.  When the timer expires, every block in flight that no SACK reported is sent again.
 """
 
 from __future__ import annotations
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import Negotiated
+from rudp.core.sack import held_blocks
 from rudp.core.session import Address, Session, State
 from rudp.wire import netascii
 from rudp.wire.codec import encode_data
-from rudp.wire.packets import Ack, Packet
+from rudp.wire.packets import Ack, Packet, SelectiveAck
 
-__all__ = ["SendingSession"]
+__all__ = ["SendingSession", "PACKET_THRESHOLD"]
 
 _WIRE = 0x10000
+PACKET_THRESHOLD = 3  # a block is lost once a block this far beyond it has arrived (RFC 9002 section 6.1.1)
 
 
 class SendingSession(Session):
@@ -44,6 +55,10 @@ class SendingSession(Session):
         self._next = 1  # next block to transmit in the current window
         self._highest_sent = 0
         self._sent_at: dict[int, float] = {}  # block -> when it was sent, for blocks sent exactly once (Karn)
+        self._last_tx: dict[int, int] = {}  # selective repeat: block -> sequence number of its latest transmission
+        self._tx_count = 0  # selective repeat: transmissions so far
+        self._delivered_tx = 0  # selective repeat: the latest transmission known to have arrived
+        self._sacked: set[int] = set()  # selective repeat: blocks beyond base the receiver reported holding
 
     # ----------------------------------------------------------------- file input
     @property
@@ -97,6 +112,7 @@ class SendingSession(Session):
         assert self.negotiated is not None
         self._cut()
         end = self._base + self.negotiated.windowsize
+        selective = self.negotiated.selective
         sent = False
         while self._next < end and self._next in self._blocks:
             block = self._next
@@ -106,13 +122,76 @@ class SendingSession(Session):
             else:
                 self._highest_sent = block
                 self._sent_at[block] = now
+            if selective:
+                self._tx_count += 1
+                self._last_tx[block] = self._tx_count
             self._send(encode_data(block % _WIRE, self._blocks[block]))
             self._next += 1
             sent = True
-        if sent:
+        if sent and not (selective and self._deadline is not None):
+            self._arm(now)  # go-back-N: from the window's last block; selective: the timer already runs
+
+    def _resend(self, block: int, now: float) -> None:
+        """Selective repeat: send one block again."""
+        self.stats.retransmissions += 1
+        self._sent_at.pop(block, None)  # Karn's rule
+        self._tx_count += 1
+        self._last_tx[block] = self._tx_count
+        self._send(encode_data(block % _WIRE, self._blocks[block]))
+
+    def _on_sack(self, block: int, bitmap: bytes, now: float) -> None:
+        """Selective repeat: an ACK or SACK.  Slide the window, note what arrived, resend what is lost."""
+        acked = self._base - 1 + (block - (self._base - 1)) % _WIRE
+        if acked >= self._next:
+            self.stats.duplicates += 1  # older than base (a late SACK) or for blocks never sent: no news
+            return
+        newest: int | None = None
+        sample_from: float | None = None
+        if acked >= self._base:
+            newest = acked
+            sample_from = self._sent_at.get(acked)
+            for done in range(self._base, acked + 1):
+                self._sent_at.pop(done, None)
+                self._delivered_tx = max(self._delivered_tx, self._last_tx.pop(done, 0))
+                self._sacked.discard(done)
+                payload = self._blocks.pop(done)
+                self.stats.payload_bytes += len(payload)
+                self.stats.blocks += 1
+            self._base = acked + 1
+            self._progress()
+            if acked == self._final:
+                self._rtt_sample(sample_from, now)
+                self._deadline = None
+                self._complete()
+                self._close()
+                return
+        else:
+            self.stats.duplicates += 1
+        for held in held_blocks(acked, bitmap):
+            if held >= self._next:
+                break
+            if held >= self._base and held not in self._sacked:
+                self._sacked.add(held)
+                self._delivered_tx = max(self._delivered_tx, self._last_tx.get(held, 0))
+                newest = held if newest is None else max(newest, held)
+        if newest is not None:
+            self._rtt_sample(sample_from if newest == acked else self._sent_at.get(newest), now)
+            self._deadline = None  # progress: the timer restarts from now (RFC 6298 section 5.3)
+        if self._sacked:
+            lost_before = self._delivered_tx - PACKET_THRESHOLD  # transmissions at or before this are lost
+            for missing in range(self._base, self._next):
+                if missing not in self._sacked and self._last_tx.get(missing, lost_before + 1) <= lost_before:
+                    self._resend(missing, now)
+        self._next = max(self._next, self._base)
+        self._pump(now)
+        if self._deadline is None:
             self._arm(now)
 
     def _on_ack(self, ack: Ack, now: float) -> None:
+        assert self.negotiated is not None
+        if self.negotiated.selective:
+            self._on_sack(ack.block, b"", now)
+            return
         acked = self._base - 1 + (ack.block - (self._base - 1)) % _WIRE
         if acked >= self._next:
             return  # acknowledges a block never sent (a stale ACK from before a rollover): ignore it
@@ -138,6 +217,15 @@ class SendingSession(Session):
         self._pump(now)
 
     def _resend_window(self, now: float) -> None:
+        assert self.negotiated is not None
+        if self.negotiated.selective:
+            # Everything in flight that no SACK reported: the SACKs that would have told us are lost too.
+            for block in range(self._base, self._next):
+                if block not in self._sacked:
+                    self._resend(block, now)
+            self._pump(now)
+            self._arm(now)
+            return
         self._next = self._base
         self._pump(now)
         if self._deadline is None:  # nothing was ready to send: keep waiting for the file
@@ -147,6 +235,8 @@ class SendingSession(Session):
         """Handle a packet while TRANSFERRING."""
         if isinstance(packet, Ack):
             self._on_ack(packet, now)
+        elif isinstance(packet, SelectiveAck) and self.negotiated is not None and self.negotiated.selective:
+            self._on_sack(packet.block, packet.bitmap, now)
         # OACK or DATA now: a late duplicate of the handshake, or nonsense; neither changes anything.
 
     def _on_timeout(self, now: float) -> None:

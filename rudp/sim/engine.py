@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 Two endpoints, a client and a server, exchange datagrams through two ``Channel``s (one per direction).  Nothing
 sleeps: the clock is a number.  Each step takes the earliest of (a) the next datagram arrival in the event heap
-and (b) the earliest session timer, advances the clock to it and hands the datagram or the expiry to the session,
+and (b) the earliest session timer, advances the clock to it and hands the datagram (every datagram arriving at
+that same instant, as a driver drains its socket) or the expiry to the session, then lets the sessions act,
 exactly as the socket drivers do (feed, collect events, transmit).  The server side mimics ``rudp.net.server``:
 a request to the well-known port creates a server session with a fresh TID; a repeated request while it runs is
 ignored.  The sending side reads from an in-memory file; the receiving side collects the bytes.
@@ -62,7 +63,7 @@ SERVER = ("198.18.0.2", 69)
 SERVER_TID = ("198.18.0.2", 50001)
 _MAX_STEPS = 50_000_000
 _MAX_VIRTUAL_TIME = 7 * 24 * 3600.0
-_DATA, _ACK = 3, 4  # RFC 1350 opcodes
+_DATA, _ACK, _SACK = 3, 4, 0x0100  # RFC 1350 opcodes, and rudp's SACK (its block is cumulative, as an ACK's)
 _WIRE = 0x10000  # block numbers on the wire are modulo 65536
 _unpack_head = struct.Struct("!HH").unpack_from
 
@@ -131,7 +132,7 @@ class _RttMeter:
         if len(datagram) < 4:
             return
         opcode, wire = _unpack_head(datagram)
-        if opcode != _ACK:
+        if opcode != _ACK and opcode != _SACK:
             return
         block = self._highest - (self._highest - wire) % _WIRE
         unacked = self._unacked
@@ -272,9 +273,13 @@ class _Run:
             if next_arrival is None and not timers:
                 break
             if next_arrival is not None and (not timers or next_arrival <= min(timers)):
-                at, _, direction, delivery, addr = heapq.heappop(self.heap)
+                # Everything that arrives at this instant is handed over before the endpoints act, as a socket
+                # driver drains its socket before it transmits (receivers coalesce their ACKs per batch).
+                at = self.heap[0][0]
                 self.now = max(self.now, at)
-                self._deliver(direction, delivery, addr)
+                while self.heap and self.heap[0][0] == at:
+                    _, _, direction, delivery, addr = heapq.heappop(self.heap)
+                    self._deliver(direction, delivery, addr)
             else:
                 self.now = max(self.now, min(timers))
                 for session in sessions:

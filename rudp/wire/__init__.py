@@ -17,6 +17,7 @@ from .codec import (
     encode,
     encode_ack,
     encode_data,
+    encode_sack,
 )
 from .packets import (
     DEFAULT_BLKSIZE,
@@ -32,6 +33,7 @@ from .packets import (
     Packet,
     ReadRequest,
     Request,
+    SelectiveAck,
     WriteRequest,
 )
 
@@ -43,6 +45,7 @@ __all__ = [
     "describe",
     "encode",
     "encode_ack",
+    "encode_sack",
     "encode_data",
     "DEFAULT_BLKSIZE",
     "MAX_BLKSIZE",
@@ -53,6 +56,7 @@ __all__ = [
     "ErrorCode",
     "Opcode",
     "OptionAck",
+    "SelectiveAck",
     "Options",
     "Packet",
     "ReadRequest",

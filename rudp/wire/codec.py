@@ -31,6 +31,7 @@ from construct import CheckError, ConstructError, Container, StreamError, Termin
 from . import schema
 from .packets import (
     MAX_BLKSIZE,
+    MAX_SACK_BITMAP,
     Ack,
     Data,
     Error,
@@ -39,6 +40,7 @@ from .packets import (
     Options,
     Packet,
     ReadRequest,
+    SelectiveAck,
     WriteRequest,
 )
 
@@ -59,6 +61,7 @@ __all__ = [
     "encode_ack",
     "decode_with_construct",
     "encode_with_construct",
+    "encode_sack",
     "describe",
 ]
 
@@ -70,10 +73,10 @@ Buffer = bytes | bytearray | memoryview
 # MalformedPacket.reason values.  Every 16-bit block number and error code is legal on the wire, so there is
 # no "bad block" or "bad error code" here: judging those is the session's business.
 TRUNCATED: Final = "truncated"  # shorter than the opcode, block number or error code needs
-UNKNOWN_OPCODE: Final = "unknown opcode"  # not 1..6
+UNKNOWN_OPCODE: Final = "unknown opcode"  # not 1..6 nor rudp's SACK
 MISSING_NUL: Final = "missing NUL"  # a filename, mode, option name/value or message runs off the end
 TRAILING_BYTES: Final = "trailing bytes"  # bytes after a complete ACK or ERROR
-OVERSIZED: Final = "oversized"  # longer than the largest DATA packet (4 + 65464 bytes)
+OVERSIZED: Final = "oversized"  # longer than the largest DATA packet (4 + 65464 bytes) or SACK
 MALFORMED: Final = "malformed"  # anything else construct objects to (never seen; kept so decode cannot leak)
 REASONS: Final = (TRUNCATED, UNKNOWN_OPCODE, MISSING_NUL, TRAILING_BYTES, OVERSIZED, MALFORMED)
 
@@ -81,6 +84,7 @@ _MAX_BLOCK: Final = 0xFFFF  # RFC 1350 section 5: block numbers and error codes 
 _HEAD = struct.Struct("!HH")  # opcode + block number: the whole ACK, the header of DATA
 _OP_DATA: Final = int(Opcode.DATA)
 _OP_ACK: Final = int(Opcode.ACK)
+_OP_SACK: Final = int(Opcode.SACK)
 
 
 class MalformedPacket(ValueError):
@@ -109,6 +113,8 @@ def decode(datagram: Buffer) -> Packet:
             if size != schema.HEADER_SIZE:
                 raise MalformedPacket(TRAILING_BYTES, f"ACK of {size} bytes")
             return Ack(block)
+        if opcode == _OP_SACK and size <= schema.HEADER_SIZE + MAX_SACK_BITMAP:
+            return SelectiveAck(block, bytes(datagram[schema.HEADER_SIZE :]))
     return _parse(datagram)
 
 
@@ -149,6 +155,7 @@ _FROM_CONSTRUCT: Final[dict[str, Callable[[Container], Packet]]] = {
     "ACK": lambda b: Ack(b.block),
     "ERROR": lambda b: Error(b.code, b.message),
     "OACK": lambda b: OptionAck(_options_from(b.options)),
+    "SACK": lambda b: SelectiveAck(b.block, b.bitmap),
 }
 
 
@@ -169,6 +176,14 @@ def encode_ack(block: int) -> bytes:
     return _HEAD.pack(_OP_ACK, block)
 
 
+def encode_sack(block: int, bitmap: Buffer) -> bytes:
+    """SACK on the fast path: ``| 0x0100 | block | bitmap |`` (spec/protocol.md)."""
+    _check_u16(block, "block")
+    if len(bitmap) > MAX_SACK_BITMAP:
+        raise ValueError(f"SACK bitmap of {len(bitmap)} bytes exceeds {MAX_SACK_BITMAP}")
+    return _HEAD.pack(_OP_SACK, block) + bitmap
+
+
 def encode(packet: Packet) -> bytes:
     """Encode a packet; ``ValueError`` if a field cannot go on the wire, ``TypeError`` for a non-packet."""
     kind = type(packet)
@@ -176,6 +191,8 @@ def encode(packet: Packet) -> bytes:
         return encode_data(packet.block, packet.data)  # type: ignore[union-attr]
     if kind is Ack:
         return encode_ack(packet.block)  # type: ignore[union-attr]
+    if kind is SelectiveAck:
+        return encode_sack(packet.block, packet.bitmap)  # type: ignore[union-attr]
     return encode_with_construct(packet)
 
 
@@ -209,6 +226,11 @@ def _to_construct(packet: Packet) -> dict[str, Any]:
         opcode = Opcode.ERROR
     elif isinstance(packet, OptionAck):
         body, opcode = {"options": _check_options(packet.options)}, Opcode.OACK
+    elif isinstance(packet, SelectiveAck):
+        _check_u16(packet.block, "block")
+        if len(packet.bitmap) > MAX_SACK_BITMAP:
+            raise ValueError(f"SACK bitmap of {len(packet.bitmap)} bytes exceeds {MAX_SACK_BITMAP}")
+        body, opcode = {"block": packet.block, "bitmap": bytes(packet.bitmap)}, Opcode.SACK
     else:
         raise TypeError(f"not a TFTP packet: {packet!r}")
     # The schema's Switch matches the opcode *name*: an int or Opcode member would hit its default.
@@ -280,4 +302,7 @@ def describe(packet: Packet) -> str:
         return f"{kind} {_quote(packet.filename)} {_text(packet.mode)}{_describe_options(packet.options)}"
     if isinstance(packet, OptionAck):
         return f"OACK{_describe_options(packet.options)}"
+    if isinstance(packet, SelectiveAck):
+        held = sum(bin(byte).count("1") for byte in packet.bitmap)
+        return f"SACK block={packet.block} +{held} beyond"
     raise TypeError(f"not a TFTP packet: {packet!r}")

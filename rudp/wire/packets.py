@@ -27,6 +27,8 @@ __all__ = [
     "Ack",
     "Error",
     "OptionAck",
+    "SelectiveAck",
+    "MAX_SACK_BITMAP",
     "Packet",
 ]
 
@@ -40,7 +42,8 @@ Options = tuple[tuple[str, str], ...]
 
 
 class Opcode(enum.IntEnum):
-    """RFC 1350 section 5, plus OACK from RFC 2347."""
+    """RFC 1350 section 5, plus OACK from RFC 2347, plus rudp's SACK (only after both ends negotiated the
+    ``sack`` option; see spec/protocol.md).  IANA has assigned 1-6; SACK sits far above them."""
 
     RRQ = 1
     WRQ = 2
@@ -48,6 +51,7 @@ class Opcode(enum.IntEnum):
     ACK = 4
     ERROR = 5
     OACK = 6
+    SACK = 0x0100
 
 
 class ErrorCode(enum.IntEnum):
@@ -103,4 +107,17 @@ class OptionAck:
     options: Options
 
 
-Packet = ReadRequest | WriteRequest | Data | Ack | Error | OptionAck
+# The most a SACK's bitmap may hold: 1024 bytes report 8192 blocks beyond the first missing one.
+MAX_SACK_BITMAP = 1024
+
+
+@dataclass(frozen=True)
+class SelectiveAck:
+    """rudp's selective acknowledgment: every block up to ``block`` arrived (as an ACK says), block + 1 did not,
+    and bit i of ``bitmap`` (most significant bit of byte 0 first) says whether block + 2 + i arrived."""
+
+    block: int
+    bitmap: bytes = b""
+
+
+Packet = ReadRequest | WriteRequest | Data | Ack | Error | OptionAck | SelectiveAck

@@ -52,7 +52,7 @@ from construct import (
     this,
 )
 
-from .packets import MAX_BLKSIZE, Opcode
+from .packets import MAX_BLKSIZE, MAX_SACK_BITMAP, Opcode
 
 __all__ = [
     "MAX_DATAGRAM",
@@ -69,6 +69,7 @@ __all__ = [
     "ack_body",
     "error_body",
     "oack_body",
+    "sack_body",
     "packet",
 ]
 
@@ -170,6 +171,13 @@ error_body = Struct("code" / Int16ub, "message" / WireString)
 # RFC 2347 section "Packet Format": | 06 | opt1 | 0 | value1 | 0 | ... (possibly no options at all).
 oack_body = Struct("options" / options, OptionsEnd)
 
+# rudp's SACK (spec/protocol.md): | 0x0100 | Block # | bitmap (0..1024 bytes) |
+sack_body = Struct(
+    "block" / Int16ub,
+    "bitmap" / GreedyBytes,
+    Check(len_(this.bitmap) <= MAX_SACK_BITMAP),
+)
+
 packet = Struct(
     "opcode" / Enum(Int16ub, Opcode),
     "body"
@@ -182,6 +190,7 @@ packet = Struct(
             Opcode.ACK.name: ack_body,
             Opcode.ERROR.name: error_body,
             Opcode.OACK.name: oack_body,
+            Opcode.SACK.name: sack_body,
         },
         default=_UnknownOpcodeField(),
     ),

@@ -1,0 +1,165 @@
+"""Selective repeat between rudp peers (the ``sack`` option): negotiation, SACK bitmaps, what gets resent."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from memlink import SERVER, download, upload
+
+from rudp.core.client import WriteClient
+from rudp.core.config import TransferConfig
+from rudp.core.options import OptionError, accept_oack, request_options, server_negotiate
+from rudp.core.sack import MAX_REPORTED, build_bitmap, held_blocks
+from rudp.core.server import WriteServer
+from rudp.wire.codec import decode, encode
+from rudp.wire.packets import Ack, Data, OptionAck, SelectiveAck, WriteRequest
+
+DATA = random.Random(3).randbytes(512 * 40 + 100)  # 41 blocks of 512
+SR = TransferConfig(blksize=512, windowsize=16)
+CLIENT = ("127.0.0.1", 40000)
+
+
+def once(match):
+    done = []
+
+    def rule(direction, packet, index):
+        if not done and match(packet):
+            done.append(packet)
+            return True
+        return False
+
+    return rule
+
+
+# ---------------------------------------------------------------------------------------------- negotiation
+def test_a_windowed_request_offers_sack_and_a_rudp_server_grants_it():
+    asked = request_options(SR, tsize=100)
+    assert ("sack", "1") in asked
+    oack, negotiated = server_negotiate(
+        WriteRequest("f", "octet", asked), TransferConfig(windowsize=64), file_size=None
+    )
+    assert ("sack", "1") in oack and negotiated.selective
+    assert accept_oack(asked, oack, SR).selective
+
+
+def test_sack_is_not_offered_or_granted_where_it_cannot_help_or_is_off():
+    assert all(name != "sack" for name, _ in request_options(TransferConfig(windowsize=1), tsize=None))
+    assert all(
+        name != "sack" for name, _ in request_options(TransferConfig(windowsize=8, selective=False), tsize=None)
+    )
+    request = WriteRequest("f", "octet", (("windowsize", "8"), ("sack", "1")))
+    oack, negotiated = server_negotiate(request, TransferConfig(windowsize=8, selective=False), file_size=None)
+    assert ("sack", "1") not in oack and not negotiated.selective
+    oack, negotiated = server_negotiate(request, TransferConfig(windowsize=1), file_size=None)
+    assert not negotiated.selective  # a window of one is lockstep: nothing to select
+
+
+def test_a_standard_server_ignores_sack_and_the_transfer_is_go_back_n():
+    asked = request_options(SR, tsize=None)
+    negotiated = accept_oack(asked, (("windowsize", "16"),), SR)  # tftpd-hpa-like: no sack in the OACK
+    assert not negotiated.selective and negotiated.windowsize == 16
+    with pytest.raises(OptionError):
+        accept_oack(asked, (("windowsize", "16"), ("sack", "2")), SR)
+
+
+# ---------------------------------------------------------------------------------------------- the bitmap
+def test_bitmap_round_trip_and_its_reach():
+    held = [12, 13, 20, 30]
+    bitmap = build_bitmap(10, held)  # first described block is 12
+    assert bitmap == bytes([0b11000000, 0b10000000, 0b00100000])  # offsets 0, 1, 8, 18 from block 12
+    assert list(held_blocks(10, bitmap)) == held
+    assert build_bitmap(10, []) == b""
+    far = build_bitmap(0, [2, 2 + MAX_REPORTED])  # beyond the bitmap's reach: left out
+    assert list(held_blocks(0, far)) == [2]
+
+
+# ---------------------------------------------------------------------------------------------- behaviour
+@pytest.mark.parametrize("run", [upload, download])
+def test_one_lost_block_is_the_only_block_sent_again(run):
+    link = run(DATA, SR, drop=once(lambda p: isinstance(p, Data) and p.block == 5), delay=0.01)
+    assert bytes(link.received) == DATA
+    direction = "c>s" if run is upload else "s>c"
+    blocks = [d.packet.block for d in link.packets(direction, Data)]
+    assert blocks.count(5) == 2
+    assert all(blocks.count(b) == 1 for b in range(1, 42) if b != 5)  # go-back-N would resend 6..16 too
+    sender = link.client if run is upload else link.server
+    assert sender.stats.retransmissions == 1 and sender.stats.timeouts == 0  # found by SACK, not by timer
+
+
+def test_duplicated_sacks_and_data_cost_no_extra_blocks():
+    link = upload(DATA, SR, dup=lambda d, p, i: True, delay=0.01)  # every datagram arrives twice
+    assert bytes(link.received) == DATA
+    assert link.client.stats.retransmissions == 0  # no Sorcerer's Apprentice
+    assert len(link.packets("c>s", Data)) == 41
+
+
+def test_a_lost_window_tail_is_resent_by_the_timer_and_only_the_unacknowledged_blocks():
+    link = upload(
+        DATA,
+        SR,
+        drop=lambda d, p, i: isinstance(p, Data) and p.block in (40, 41) and link_sent(p) == 1,
+        delay=0.01,
+    )
+    assert bytes(link.received) == DATA
+    blocks = [d.packet.block for d in link.packets("c>s", Data)]
+    assert blocks.count(40) == 2 and blocks.count(41) == 2 and blocks.count(39) == 1
+
+
+_sent_counts: dict[int, int] = {}
+
+
+def link_sent(packet):
+    _sent_counts[packet.block] = _sent_counts.get(packet.block, 0) + 1
+    return _sent_counts[packet.block]
+
+
+def test_the_receiver_holds_at_most_a_window_and_ignores_blocks_beyond_it():
+    server = WriteServer(
+        WriteRequest("f", "octet", (("blksize", "512"), ("windowsize", "4"), ("sack", "1"))),
+        CLIENT,
+        TransferConfig(windowsize=4),
+        now=0.0,
+    )
+    assert [decode(d) for d, _ in server.datagrams_to_send()] == [
+        OptionAck((("blksize", "512"), ("windowsize", "4"), ("sack", "1")))
+    ]
+    for block in (2, 3, 4, 9):  # 9 is beyond any window the sender may send (expected 1, window 4)
+        server.receive_datagram(encode(Data(block, bytes(512))), CLIENT, now=0.1)
+    sacks = [decode(d) for d, _ in server.datagrams_to_send()]
+    assert sacks[0] == SelectiveAck(0, bytes([0b10000000]))  # the gap at 1 reported at once: 2 is held
+    assert sacks[-1] == SelectiveAck(0, bytes([0b11100000]))  # 2, 3 and 4 held; 9 was dropped
+    assert sorted(server._held) == [2, 3, 4]
+    server.receive_datagram(encode(Data(1, bytes(512))), CLIENT, now=0.2)
+    assert [decode(d) for d, _ in server.datagrams_to_send()][-1] == SelectiveAck(4, b"")  # gap filled: at once
+    assert server.bytes_received == 4 * 512
+
+
+def test_a_sack_for_blocks_never_sent_changes_nothing():
+    client = WriteClient("f", SERVER, SR, tsize=None, now=0.0)
+    client.datagrams_to_send()
+    tid = (SERVER[0], 50001)
+    client.receive_datagram(encode(OptionAck((("windowsize", "16"), ("sack", "1")))), tid, now=0.1)
+    client.feed(DATA[: 512 * 4], now=0.1)
+    assert [decode(d).block for d, _ in client.datagrams_to_send()] == [1, 2, 3, 4]
+    client.receive_datagram(encode(SelectiveAck(9, b"")), tid, now=0.2)  # nonsense: block 9 was never sent
+    client.receive_datagram(encode(Ack(60000)), tid, now=0.2)
+    assert client.datagrams_to_send() == [] and client.stats.retransmissions == 0
+
+
+def test_random_loss_reordering_and_duplication_with_selective_repeat():
+    for seed in range(12):
+        rng = random.Random(seed)
+        print("seed", seed)
+        data = rng.randbytes(rng.randrange(0, 60_000))
+        config = TransferConfig(blksize=rng.choice([8, 512, 1400]), windowsize=rng.choice([2, 8, 64]), retries=40)
+        run = rng.choice([upload, download])
+        link = run(
+            data,
+            config,
+            drop=lambda d, p, i, rng=rng: rng.random() < 0.15,
+            dup=lambda d, p, i, rng=rng: rng.random() < 0.05,
+            delay=0.005,
+            jitter=0.004,
+        )
+        assert bytes(link.received) == data, seed
