@@ -163,3 +163,22 @@ def test_random_loss_reordering_and_duplication_with_selective_repeat():
             jitter=0.004,
         )
         assert bytes(link.received) == data, seed
+
+
+def test_a_lost_final_ack_is_repeated_for_whatever_block_the_sender_probes_with():
+    """The sender still waiting on blocks 38-41 when the final ACK (and the SACKs before it) are lost probes with
+    block 38, not the final block; the dallying receiver must answer it with the final ACK."""
+    lost = set()
+
+    def drop(direction, packet, index):
+        if direction == "s>c" and isinstance(packet, (SelectiveAck, Ack)) and packet.block >= 38:
+            if packet.block not in lost:
+                lost.add(packet.block)
+                return True
+        return False
+
+    link = upload(DATA, SR, drop=drop, delay=0.01)
+    assert bytes(link.received) == DATA
+    assert link.completed()  # both ends: the sender got its final ACK in the end
+    probes = [d.packet.block for d in link.packets("c>s", Data)][41:]
+    assert probes and 41 not in probes[:1]  # the sender's first probe was an older block than the final one

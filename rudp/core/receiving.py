@@ -90,9 +90,12 @@ class ReceivingSession(Session):
             return
         if distance < 0:
             self.stats.duplicates += 1
-            if self._expected + distance == self._acked:
+            dallying_sr = self.state is State.DALLYING and self.negotiated.selective
+            if self._expected + distance == self._acked or dallying_sr:
+                # Our ACK was lost or late: answer the repeat (RFC 1350).  A selective-repeat sender that lost
+                # the final ACK probes with its oldest unacknowledged block, not the final one: answer that too.
                 assert self._last_sent is not None
-                self._send_to(*self._last_sent)  # our ACK was lost or late: answer the repeat (RFC 1350)
+                self._send_to(*self._last_sent)
                 if self.state is State.DALLYING:
                     # The sender is still waiting for the final ACK: keep listening for another full dally.
                     self._deadline = now + self._dally_time()

@@ -24,7 +24,9 @@ taken as lost when a block transmitted at least ``PACKET_THRESHOLD`` transmissio
 arrived (the packet threshold of RFC 9002 section 6.1.1, counted in transmissions as RACK does, RFC 8985), and
 is then resent at once.  A resent block is judged by its new transmission, so a SACK written before the copy
 could arrive never triggers another, and a duplicated or stale SACK reports nothing newer: no Sorcerer's
-Apprentice.  When the timer expires, every block in flight that no SACK reported is sent again.
+Apprentice.  When the timer expires, only the oldest block no SACK reported is sent again, as a probe (QUIC's
+PTO, RFC 9002 section 6.2.4): a timer that fired early (a stalled path, a busy host) then costs one datagram,
+not a window, and once the probe arrives its SACK shows every earlier transmission still missing as lost.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class SendingSession(Session):
         self._highest_sent = 0
         self._sent_at: dict[int, float] = {}  # block -> when it was sent, for blocks sent exactly once (Karn)
         self._last_tx: dict[int, int] = {}  # selective repeat: block -> sequence number of its latest transmission
+        self._last_tx_at: dict[int, float] = {}  # selective repeat: block -> when its latest transmission left
         self._tx_count = 0  # selective repeat: transmissions so far
         self._delivered_tx = 0  # selective repeat: the latest transmission known to have arrived
         self._sacked: set[int] = set()  # selective repeat: blocks beyond base the receiver reported holding
@@ -125,6 +128,7 @@ class SendingSession(Session):
             if selective:
                 self._tx_count += 1
                 self._last_tx[block] = self._tx_count
+                self._last_tx_at[block] = now
             self._send(encode_data(block % _WIRE, self._blocks[block]))
             self._next += 1
             sent = True
@@ -137,6 +141,7 @@ class SendingSession(Session):
         self._sent_at.pop(block, None)  # Karn's rule
         self._tx_count += 1
         self._last_tx[block] = self._tx_count
+        self._last_tx_at[block] = now
         self._send(encode_data(block % _WIRE, self._blocks[block]))
 
     def _on_sack(self, block: int, bitmap: bytes, now: float) -> None:
@@ -151,8 +156,10 @@ class SendingSession(Session):
             newest = acked
             sample_from = self._sent_at.get(acked)
             for done in range(self._base, acked + 1):
+                self._delivered(done, now)
                 self._sent_at.pop(done, None)
-                self._delivered_tx = max(self._delivered_tx, self._last_tx.pop(done, 0))
+                self._last_tx.pop(done, None)
+                self._last_tx_at.pop(done, None)
                 self._sacked.discard(done)
                 payload = self._blocks.pop(done)
                 self.stats.payload_bytes += len(payload)
@@ -172,7 +179,7 @@ class SendingSession(Session):
                 break
             if held >= self._base and held not in self._sacked:
                 self._sacked.add(held)
-                self._delivered_tx = max(self._delivered_tx, self._last_tx.get(held, 0))
+                self._delivered(held, now)
                 newest = held if newest is None else max(newest, held)
         if newest is not None:
             self._rtt_sample(sample_from if newest == acked else self._sent_at.get(newest), now)
@@ -186,6 +193,19 @@ class SendingSession(Session):
         self._pump(now)
         if self._deadline is None:
             self._arm(now)
+
+    def _delivered(self, block: int, now: float) -> None:
+        """``block`` arrived: its latest transmission is the newest known delivery, unless that transmission is
+        too recent to be the copy that arrived (a resent block whose first copy was only late; RFC 8985
+        section 6.1 rules out such deliveries by their round-trip time)."""
+        tx = self._last_tx.get(block)
+        if tx is None or tx <= self._delivered_tx:
+            return
+        if block not in self._sent_at:  # resent: which copy arrived?
+            least = self.rtt.stats.min_rtt
+            if least is None or now - self._last_tx_at[block] < least:
+                return
+        self._delivered_tx = tx
 
     def _on_ack(self, ack: Ack, now: float) -> None:
         assert self.negotiated is not None
@@ -219,10 +239,9 @@ class SendingSession(Session):
     def _resend_window(self, now: float) -> None:
         assert self.negotiated is not None
         if self.negotiated.selective:
-            # Everything in flight that no SACK reported: the SACKs that would have told us are lost too.
-            for block in range(self._base, self._next):
-                if block not in self._sacked:
-                    self._resend(block, now)
+            probe = next((b for b in range(self._base, self._next) if b not in self._sacked), None)
+            if probe is not None:
+                self._resend(probe, now)
             self._pump(now)
             self._arm(now)
             return
