@@ -10,23 +10,35 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import stat
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from rudp.core.client import ReadClient, WriteClient
-from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TransferConfig
+from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TransferConfig, window_for_buffer
 from rudp.core.events import TransferComplete
 from rudp.errors import Interrupted, LocalFileError, UsageError, error_for_failure
 from rudp.fs import AtomicWriter, FsError
 from rudp.net.driver import Transfer, run
-from rudp.net.sockets import resolve, udp_socket
+from rudp.net.sockets import Address, blksize_for_mtu, path_mtu, receive_buffer, resolve, udp_socket
 from rudp.result import TransferResult
 
-__all__ = ["send_file", "get_file", "client_config", "DEFAULT_BLKSIZE", "DEFAULT_WINDOWSIZE", "CLIENT_DALLY"]
+__all__ = [
+    "send_file",
+    "get_file",
+    "client_config",
+    "fit_to_path",
+    "DEFAULT_BLKSIZE",
+    "DEFAULT_WINDOWSIZE",
+    "MAX_FITTED_WINDOW",
+    "CLIENT_DALLY",
+]
 
 DEFAULT_BLKSIZE = 1468  # fills a 1500-byte Ethernet frame over IPv4 (1500 - 20 IP - 8 UDP - 4 TFTP)
-DEFAULT_WINDOWSIZE = 8
+DEFAULT_WINDOWSIZE = 8  # where the path cannot be measured
+MAX_FITTED_WINDOW = 512  # the most a fitted window asks: 100 Mbit/s x 50 ms is ~425 blocks of 1468 bytes
 CLIENT_DALLY = 1.0  # at most this long a client lingers after its final ACK (RFC 1350 section 6 "dallying")
 
 Progress = Callable[[int, "int | None"], None]
@@ -34,22 +46,25 @@ Progress = Callable[[int, "int | None"], None]
 
 def client_config(
     *,
-    blksize: int = DEFAULT_BLKSIZE,
-    windowsize: int = DEFAULT_WINDOWSIZE,
+    blksize: int | None = None,
+    windowsize: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = DEFAULT_RETRIES,
     mode: str = "octet",
     options: bool = True,
     fixed_timeout: bool = False,
 ) -> TransferConfig:
-    """A client's settings.  A whole-second ``timeout`` of 1..255 is also asked of the server (RFC 2349)."""
+    """A client's settings.  A whole-second ``timeout`` of 1..255 is also asked of the server (RFC 2349).
+    ``blksize`` / ``windowsize`` None: fitted to the path when the transfer starts (``fit_to_path``)."""
     timeout_option = int(timeout) if float(timeout).is_integer() and 1 <= timeout <= 255 else None
     if timeout == DEFAULT_TIMEOUT:
         timeout_option = None  # the classic default: leave the server's own timer alone
     try:
         return TransferConfig(
-            blksize=blksize,
-            windowsize=windowsize,
+            blksize=DEFAULT_BLKSIZE if blksize is None else blksize,
+            windowsize=DEFAULT_WINDOWSIZE if windowsize is None else windowsize,
+            fit_blksize=blksize is None,
+            fit_windowsize=windowsize is None,
             timeout=timeout,
             retries=retries,
             mode=mode,
@@ -60,6 +75,20 @@ def client_config(
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def fit_to_path(config: TransferConfig, family: int, server: Address, sock: socket.socket) -> TransferConfig:
+    """Replace a fitted blksize by the largest block one packet on the route to ``server`` carries (65464 on
+    loopback, 1468 on IPv4 Ethernet) and a fitted windowsize by what ``sock``'s receive buffer holds."""
+    blksize, windowsize = config.blksize, config.windowsize
+    if config.fit_blksize:
+        mtu = path_mtu(family, server)
+        if mtu is not None:
+            blksize = blksize_for_mtu(mtu, family)
+    if config.fit_windowsize:
+        held = window_for_buffer(receive_buffer(sock), blksize)
+        windowsize = min(MAX_FITTED_WINDOW, max(DEFAULT_WINDOWSIZE, held))
+    return replace(config, blksize=blksize, windowsize=windowsize, receive_buffer=receive_buffer(sock))
 
 
 def send_file(
@@ -79,6 +108,7 @@ def send_file(
     try:
         family, server = resolve(host, port)
         with udp_socket(family) as sock:
+            config = fit_to_path(config, family, server, sock)
             try:
                 session = WriteClient(remote, server, config, tsize=info.st_size, now=time.monotonic())
             except ValueError as exc:
@@ -111,6 +141,7 @@ def get_file(
         raise LocalFileError(f"cannot write {target}: {exc.message}") from None
     try:
         with udp_socket(family) as sock:
+            config = fit_to_path(config, family, server, sock)
             try:
                 session = ReadClient(remote, server, config, now=time.monotonic())
             except ValueError as exc:

@@ -8,9 +8,11 @@ import threading
 import time
 
 import pytest
-from cliharness import run
 
 import rudp
+from rudp.api import fit_to_path
+from rudp.core.config import window_for_buffer
+from rudp.net.sockets import blksize_for_mtu, receive_buffer, udp_socket
 from rudp.wire.codec import decode, encode
 from rudp.wire.packets import Ack, Data, Error, ErrorCode, WriteRequest
 
@@ -50,12 +52,32 @@ def test_send_and_get_through_the_api(server, tmp_path):
         on_progress=lambda n, total: seen.append((n, total)),
         on_complete=done.append,
     )
-    assert result.ok and result.bytes == len(data) and result.blksize == 1468 and result.windowsize == 8
+    # fitted to the path: loopback's MTU carries the largest block; the window is what a receive buffer holds
+    assert result.ok and result.bytes == len(data) and result.blksize == 65464
+    assert result.windowsize == min(512, max(8, window_for_buffer(rcvbuf(), 65464)))
     assert sum(n for n, _ in seen) == len(data) and seen[-1][1] == len(data)
     assert done == [result]
     back = tmp_path / "back.bin"
     got = rudp.get_file("127.0.0.1", "api.bin", back, port=server.port, config=rudp.client_config(blksize=512))
     assert back.read_bytes() == data and got.tsize == len(data) and got.blksize == 512
+
+
+def rcvbuf() -> int:
+    with udp_socket(socket.AF_INET) as sock:
+        return receive_buffer(sock)
+
+
+def test_fitting_to_the_path_uses_the_route_mtu_and_keeps_explicit_values():
+    config = rudp.client_config()
+    assert config.fit_blksize and config.fit_windowsize
+    with udp_socket(socket.AF_INET) as sock:
+        fitted = fit_to_path(config, socket.AF_INET, ("127.0.0.1", 9), sock)
+        assert fitted.blksize == 65464 and 8 <= fitted.windowsize <= 512
+        kept = fit_to_path(rudp.client_config(blksize=700, windowsize=3), socket.AF_INET, ("127.0.0.1", 9), sock)
+        assert (kept.blksize, kept.windowsize) == (700, 3)
+    assert blksize_for_mtu(1500, socket.AF_INET) == 1468 and blksize_for_mtu(1500, socket.AF_INET6) == 1448
+    assert blksize_for_mtu(65535, socket.AF_INET) == 65464 and blksize_for_mtu(200, socket.AF_INET) == 512
+    assert window_for_buffer(8 * 1024 * 1024, 65464) == 63 and window_for_buffer(10, 1468) == 1
 
 
 def test_api_errors_carry_exit_codes(server, tmp_path):

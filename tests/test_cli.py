@@ -39,7 +39,8 @@ def server(tmp_path):
 CASES = [
     ("empty", 0, []),
     ("one-byte", 1, []),
-    ("multiple-of-default-blksize", 1468 * 4, []),
+    ("multiple-of-fitted-blksize", 65464 * 2, []),  # loopback's MTU: blocks of 65464
+    ("multiple-of-1468", 1468 * 4, ["--blksize", "1468"]),
     ("multiple-of-512", 512 * 4, ["--blksize", "512"]),
     ("defaults", 3_000_001, []),
     ("blksize-65464", 65464 * 3 + 17, ["--blksize", "65464"]),
@@ -111,7 +112,8 @@ def test_help_for_every_command_lists_exit_codes():
 def test_json_and_summary_and_quiet(server, tmp_path):
     srv = server()
     src = make_file(tmp_path / "j.bin", 10_000)
-    proc = run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--json", "--blksize", "1024", *FAST)
+    window = ["--windowsize", "8"]
+    proc = run("rudp-send", src, "127.0.0.1", "--port", srv.port, "--json", "--blksize", "1024", *window, *FAST)
     record = json.loads(proc.stdout)
     assert record["ok"] and record["bytes"] == 10_000 and record["blksize"] == 1024 and record["exit_code"] == 0
     assert record["stats"]["retransmissions"] == 0 and record["options_acknowledged"]

@@ -578,7 +578,9 @@ def test_rudp_through_the_shim_at_10_percent_loss_with_reordering(shims, tmp_pat
                      "--jitter", "1ms", seed=seed_for("rudp via shim"))
         data = make_file(client_dir / "up.bin", 512 * 1024, "rudp via shim")
         started = time.monotonic()
-        sent = run([rudp_command("rudp-send"), "up.bin", "127.0.0.1", "--port", shim.port, *FAST, "--json"],
+        # Ethernet-sized blocks: loopback's fitted 64 KiB blocks would make 512 KiB only 9 datagrams
+        sent = run([rudp_command("rudp-send"), "up.bin", "127.0.0.1", "--port", shim.port, *FAST, "--json",
+                    "--blksize", "1468"],
                    cwd=client_dir, timeout=60)
         upload = time.monotonic() - started
         assert sent.returncode == 0, explain(sent) + recv.diagnostics()
@@ -587,7 +589,7 @@ def test_rudp_through_the_shim_at_10_percent_loss_with_reordering(shims, tmp_pat
 
         started = time.monotonic()
         got = run([rudp_command("rudp-get"), "127.0.0.1", "up.bin", "-o", "back.bin", "--port", shim.port,
-                   *FAST, "--json"], cwd=client_dir, timeout=60)
+                   *FAST, "--json", "--blksize", "1468"], cwd=client_dir, timeout=60)
         download = time.monotonic() - started
         assert got.returncode == 0, explain(got) + recv.diagnostics()
         assert (client_dir / "back.bin").read_bytes() == data

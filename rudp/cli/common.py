@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from rudp.api import DEFAULT_BLKSIZE, DEFAULT_WINDOWSIZE, client_config
+from rudp.api import DEFAULT_BLKSIZE, MAX_FITTED_WINDOW, client_config
 from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_WINDOWSIZE, TransferConfig
 from rudp.errors import ExitCode, RudpError
 from rudp.result import TransferResult
@@ -90,20 +90,32 @@ def parse_size(text: str) -> int:
 
 
 def add_transfer_options(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
-    grant = "largest " if server else ""
-    default_blk = MAX_BLKSIZE if server else DEFAULT_BLKSIZE
-    default_win = 64 if server else DEFAULT_WINDOWSIZE
+    if server:
+        blk_help = f"largest block size granted, {MIN_BLKSIZE}..{MAX_BLKSIZE} (RFC 2348; default {MAX_BLKSIZE})"
+        win_help = (
+            f"largest window granted, 1..{MAX_WINDOWSIZE} (RFC 7440; default {MAX_FITTED_WINDOW}; an upload's "
+            "window is also kept within what the socket's receive buffer holds)"
+        )
+    else:
+        blk_help = (
+            f"block size in bytes, {MIN_BLKSIZE}..{MAX_BLKSIZE} (RFC 2348; default: the largest one packet to the "
+            f"server carries, by its route's MTU: {MAX_BLKSIZE} on loopback, {DEFAULT_BLKSIZE} on Ethernet)"
+        )
+        win_help = (
+            f"blocks per window, 1..{MAX_WINDOWSIZE} (RFC 7440; default: what the receive buffer holds, "
+            f"at most {MAX_FITTED_WINDOW})"
+        )
     parser.add_argument(
         "--blksize",
         type=_ranged(MIN_BLKSIZE, MAX_BLKSIZE, "blksize"),
-        default=default_blk,
-        help=f"{grant}block size in bytes, {MIN_BLKSIZE}..{MAX_BLKSIZE} (RFC 2348; default {default_blk})",
+        default=MAX_BLKSIZE if server else None,
+        help=blk_help,
     )
     parser.add_argument(
         "--windowsize",
         type=_ranged(1, MAX_WINDOWSIZE, "windowsize"),
-        default=default_win,
-        help=f"{grant}blocks per window, 1..{MAX_WINDOWSIZE} (RFC 7440; default {default_win})",
+        default=MAX_FITTED_WINDOW if server else None,
+        help=win_help,
     )
     parser.add_argument(
         "--timeout",

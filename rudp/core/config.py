@@ -11,12 +11,29 @@ from dataclasses import dataclass
 from rudp.core.rtt import MIN_RTO
 from rudp.wire.packets import DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE
 
-__all__ = ["TransferConfig", "MODES", "MAX_WINDOWSIZE", "DEFAULT_TIMEOUT", "DEFAULT_RETRIES"]
+__all__ = [
+    "TransferConfig",
+    "MODES",
+    "MAX_WINDOWSIZE",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_RETRIES",
+    "DATAGRAM_OVERHEAD",
+    "window_for_buffer",
+]
 
 MODES = ("octet", "netascii")  # RFC 1350 section 1: "mail" is obsolete and refused
 MAX_WINDOWSIZE = 65535  # RFC 7440 section 3: "between 1 and 65535 blocks, inclusive"
 DEFAULT_TIMEOUT = 5.0  # the classic TFTP retransmission timeout
 DEFAULT_RETRIES = 5
+# What one received datagram costs a Linux socket's receive buffer beyond its payload: TFTP, UDP and IP headers
+# and the kernel's own bookkeeping (sk_buff), which is charged against SO_RCVBUF too.
+DATAGRAM_OVERHEAD = 4 + 8 + 20 + 800
+
+
+def window_for_buffer(receive_buffer: int, blksize: int) -> int:
+    """The most blocks of ``blksize`` a receive buffer of ``receive_buffer`` bytes (as getsockopt reports it)
+    holds with room to spare: half of it, so ACK bursts, a second transfer or a slow reader never overflow it."""
+    return max(1, min(MAX_WINDOWSIZE, receive_buffer // 2 // (blksize + DATAGRAM_OVERHEAD)))
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,9 @@ class TransferConfig:
     dally: float | None = None  # seconds to keep answering a repeated final DATA; None: 2 x timeout
     max_size: int | None = None  # receiving side: largest file accepted, from tsize and while receiving
     selective: bool = True  # offer (client) / grant (server) rudp's ``sack`` option when windowsize > 1
+    receive_buffer: int | None = None  # bytes the receiving socket holds (driver-measured); caps the window
+    fit_blksize: bool = False  # client: the driver replaces blksize by what the path's MTU carries in one packet
+    fit_windowsize: bool = False  # client: the driver replaces windowsize by what the receive buffer holds
 
     def __post_init__(self) -> None:
         if not MIN_BLKSIZE <= self.blksize <= MAX_BLKSIZE:
@@ -51,5 +71,7 @@ class TransferConfig:
             raise ValueError(f"timeout option must be 1..255 seconds, not {self.timeout_option}")
         if self.dally is not None and self.dally < 0:
             raise ValueError(f"dally must be >= 0, not {self.dally}")
+        if self.receive_buffer is not None and self.receive_buffer < 1:
+            raise ValueError(f"receive_buffer must be positive, not {self.receive_buffer}")
         if self.max_size is not None and self.max_size < 0:
             raise ValueError(f"max_size must be >= 0, not {self.max_size}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rudp.core.config import MAX_WINDOWSIZE, TransferConfig
+from rudp.core.config import MAX_WINDOWSIZE, TransferConfig, window_for_buffer
 from rudp.core.events import Negotiated
 from rudp.wire.packets import DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE, ErrorCode, Options, Request, WriteRequest
 
@@ -165,6 +165,10 @@ def server_negotiate(
     value = value_of(WINDOWSIZE)
     if value is not None and 1 <= value <= MAX_WINDOWSIZE:
         windowsize = min(value, config.windowsize)
+        if isinstance(request, WriteRequest) and config.receive_buffer is not None:
+            # We receive: never grant more blocks in flight than our socket can hold (RFC 7440 section 4 warns
+            # that a window the receiver cannot buffer turns into loss).
+            windowsize = min(windowsize, window_for_buffer(config.receive_buffer, blksize))
         grant(WINDOWSIZE, windowsize)
     selective = value_of(SACK) == 1 and config.selective and windowsize > 1
     if selective:

@@ -17,7 +17,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import TransferComplete
@@ -26,7 +26,7 @@ from rudp.core.session import fmt_address
 from rudp.errors import LocalFileError, NetworkError
 from rudp.fs import FsError, Root
 from rudp.net.driver import Transfer
-from rudp.net.sockets import Address, udp_socket
+from rudp.net.sockets import Address, receive_buffer, udp_socket
 from rudp.result import TransferResult
 from rudp.wire.codec import MalformedPacket, decode, encode
 from rudp.wire.packets import Error, ErrorCode, ReadRequest, Request, WriteRequest
@@ -241,7 +241,8 @@ class Server:
             session = ReadServer(request, client, self.config.transfer, file_size=size if octet else None, now=now)
             direction = "serve"
         else:
-            session = WriteServer(request, client, self.config.transfer, now=now)
+            config = replace(self.config.transfer, receive_buffer=receive_buffer(sock))  # the window must fit
+            session = WriteServer(request, client, config, now=now)
             direction = "recv"
         transfer = Transfer(session, sock, source=source, sink=sink, started=now)
         active = _Active(transfer, request, client, direction, request.filename)

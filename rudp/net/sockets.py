@@ -14,7 +14,17 @@ from typing import Any
 
 from rudp.errors import NetworkError
 
-__all__ = ["Address", "resolve", "udp_socket", "bounced_destinations", "RECV_SIZE", "same_host"]
+__all__ = [
+    "Address",
+    "resolve",
+    "udp_socket",
+    "bounced_destinations",
+    "RECV_SIZE",
+    "same_host",
+    "path_mtu",
+    "receive_buffer",
+    "blksize_for_mtu",
+]
 
 Address = tuple[Any, ...]
 RECV_SIZE = 65536 + 64  # the largest UDP payload and then some, so oversized datagrams are seen, not truncated
@@ -22,6 +32,32 @@ _IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 _IPV6_RECVERR = getattr(socket, "IPV6_RECVERR", 25)
 _MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
 _BUFFER = 4 * 1024 * 1024  # ask for 4 MiB socket buffers; the kernel caps this at net.core.[rw]mem_max
+_IP_MTU = getattr(socket, "IP_MTU", 14)  # Linux: the path MTU of a connected socket
+_IPV6_MTU = getattr(socket, "IPV6_MTU", 24)
+
+
+def path_mtu(family: int, peer: Address) -> int | None:
+    """The MTU of the route to ``peer`` as the kernel knows it (Linux ``IP_MTU`` on a connected socket: 65535 on
+    loopback, 1500 on Ethernet), or None where the kernel does not say.  Nothing is sent."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(peer)
+            if family == socket.AF_INET6:
+                return int(probe.getsockopt(socket.IPPROTO_IPV6, _IPV6_MTU))
+            return int(probe.getsockopt(socket.IPPROTO_IP, _IP_MTU))
+    except OSError:
+        return None
+
+
+def blksize_for_mtu(mtu: int, family: int) -> int:
+    """The largest TFTP block that fits one packet of ``mtu`` bytes: MTU - IP header - UDP (8) - TFTP (4)."""
+    header = 40 if family == socket.AF_INET6 else 20
+    return max(512, min(65464, mtu - header - 8 - 4))  # RFC 2348's range; 512 is RFC 1350's size
+
+
+def receive_buffer(sock: socket.socket) -> int:
+    """SO_RCVBUF as the kernel reports it (twice what was asked, bookkeeping included)."""
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
 
 
 def resolve(host: str, port: int) -> tuple[int, Address]:
