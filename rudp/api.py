@@ -38,7 +38,8 @@ __all__ = [
 
 DEFAULT_BLKSIZE = 1468  # fills a 1500-byte Ethernet frame over IPv4 (1500 - 20 IP - 8 UDP - 4 TFTP)
 DEFAULT_WINDOWSIZE = 8  # where the path cannot be measured
-MAX_FITTED_WINDOW = 512  # the most a fitted window asks: 100 Mbit/s x 50 ms is ~425 blocks of 1468 bytes
+MAX_FITTED_WINDOW = 2048  # the most a fitted window asks: 100 Mbit/s x 50 ms is ~425 blocks of 1468 bytes, and
+# selective repeat under loss wants a few times that (a hole holds the window back for a round trip or two)
 CLIENT_DALLY = 1.0  # at most this long a client lingers after its final ACK (RFC 1350 section 6 "dallying")
 
 Progress = Callable[[int, "int | None"], None]

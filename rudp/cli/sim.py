@@ -46,6 +46,16 @@ def build_parser() -> Parser:
     parser.add_argument(
         "--fixed-timeout", action="store_true", help="always wait --timeout (classic TFTP) instead of the RTO"
     )
+    parser.add_argument(
+        "--congestion",
+        choices=("delay", "none"),
+        default="delay",
+        help="the sender's congestion control: delay (default; loss counts as congestion only with a queue) "
+        "or none (the whole window in flight)",
+    )
+    parser.add_argument(
+        "--go-back-n", action="store_true", help="no selective repeat: both ends as standard RFC 7440 peers"
+    )
     parser.add_argument("--retries", type=int, default=20, help="retries before giving up (default 20)")
     parser.add_argument("--json", action="store_true", help="print the result (or the sweep) as JSON")
     one = parser.add_argument_group("one run")
@@ -119,7 +129,13 @@ def run(argv: Sequence[str] | None) -> int:
 def config_from_args(args: argparse.Namespace) -> SimConfig:
     impairment = impairment_from_args(args)
     try:
-        timers = {"timeout": args.timeout, "retries": args.retries, "fixed_timeout": args.fixed_timeout}
+        timers = {
+            "timeout": args.timeout,
+            "retries": args.retries,
+            "fixed_timeout": args.fixed_timeout,
+            "congestion": args.congestion,
+            "selective": not args.go_back_n,
+        }
         client = TransferConfig(blksize=args.blksize, windowsize=args.windowsize, **timers)
         server = TransferConfig(blksize=65464, windowsize=65535, **timers)
         return SimConfig(

@@ -53,6 +53,7 @@ class TransferConfig:
     receive_buffer: int | None = None  # bytes the receiving socket holds (driver-measured); caps the window
     fit_blksize: bool = False  # client: the driver replaces blksize by what the path's MTU carries in one packet
     fit_windowsize: bool = False  # client: the driver replaces windowsize by what the receive buffer holds
+    congestion: str = "delay"  # selective-repeat sender's policy: "delay" (rudp.core.congestion) or "none"
 
     def __post_init__(self) -> None:
         if not MIN_BLKSIZE <= self.blksize <= MAX_BLKSIZE:
@@ -71,6 +72,8 @@ class TransferConfig:
             raise ValueError(f"timeout option must be 1..255 seconds, not {self.timeout_option}")
         if self.dally is not None and self.dally < 0:
             raise ValueError(f"dally must be >= 0, not {self.dally}")
+        if self.congestion not in ("delay", "none"):
+            raise ValueError(f"congestion must be delay or none, not {self.congestion!r}")
         if self.receive_buffer is not None and self.receive_buffer < 1:
             raise ValueError(f"receive_buffer must be positive, not {self.receive_buffer}")
         if self.max_size is not None and self.max_size < 0:

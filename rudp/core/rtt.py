@@ -42,6 +42,7 @@ class RttStats:
     samples: int = 0
     min_rtt: float | None = None
     max_rtt: float | None = None
+    latest: float | None = None  # the most recent sample (congestion control reads queueing delay from it)
     backoffs: int = 0
 
 
@@ -74,6 +75,7 @@ class RttEstimator:
         s.samples += 1
         s.min_rtt = rtt if s.min_rtt is None else min(s.min_rtt, rtt)
         s.max_rtt = rtt if s.max_rtt is None else max(s.max_rtt, rtt)
+        s.latest = rtt
 
     def backoff(self) -> None:
         """A retransmission timer expired: double the RTO (RFC 6298 section 5.5), up to the maximum."""

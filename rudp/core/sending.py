@@ -27,11 +27,17 @@ could arrive never triggers another, and a duplicated or stale SACK reports noth
 Apprentice.  When the timer expires, only the oldest block no SACK reported is sent again, as a probe (QUIC's
 PTO, RFC 9002 section 6.2.4): a timer that fired early (a stalled path, a busy host) then costs one datagram,
 not a window, and once the probe arrives its SACK shows every earlier transmission still missing as lost.
+
+Congestion control (selective repeat only): new blocks go out only while the blocks in flight (sent, neither
+acknowledged nor SACKed) are fewer than the policy's window (``rudp.core.congestion``); retransmissions of lost
+blocks are not held back.  A go-back-N receiver waits for a full window before it acknowledges, so with a
+standard peer the negotiated window is used as it is.
 """
 
 from __future__ import annotations
 
 from rudp.core.config import TransferConfig
+from rudp.core.congestion import CongestionControl, FixedWindow, make_congestion_control
 from rudp.core.events import Negotiated
 from rudp.core.sack import held_blocks
 from rudp.core.session import Address, Session, State
@@ -62,6 +68,7 @@ class SendingSession(Session):
         self._tx_count = 0  # selective repeat: transmissions so far
         self._delivered_tx = 0  # selective repeat: the latest transmission known to have arrived
         self._sacked: set[int] = set()  # selective repeat: blocks beyond base the receiver reported holding
+        self.congestion: CongestionControl = FixedWindow(max_window=1)  # chosen once the window is negotiated
 
     # ----------------------------------------------------------------- file input
     @property
@@ -86,6 +93,8 @@ class SendingSession(Session):
 
     # ----------------------------------------------------------------- protocol
     def _start_transfer(self, negotiated: Negotiated, now: float) -> None:
+        policy = self.config.congestion if negotiated.selective else "none"
+        self.congestion = make_congestion_control(policy, max_window=negotiated.windowsize)
         self._negotiated(negotiated)
         self._move(State.TRANSFERRING)
         self._progress()
@@ -116,6 +125,9 @@ class SendingSession(Session):
         self._cut()
         end = self._base + self.negotiated.windowsize
         selective = self.negotiated.selective
+        if selective:  # congestion control: at most its window in flight (sent, not acknowledged nor SACKed)
+            in_flight = self._next - self._base - len(self._sacked)
+            end = min(end, self._next + max(0, self.congestion.window() - in_flight))
         sent = False
         while self._next < end and self._next in self._blocks:
             block = self._next
@@ -150,17 +162,21 @@ class SendingSession(Session):
         if acked >= self._next:
             self.stats.duplicates += 1  # older than base (a late SACK) or for blocks never sent: no news
             return
-        newest: int | None = None
-        sample_from: float | None = None
-        if acked >= self._base:
-            newest = acked
-            sample_from = self._sent_at.get(acked)
+        newest: int | None = None  # the highest block this (S)ACK reports for the first time
+        sample_from: float | None = None  # when that block was sent, if it was sent once (Karn)
+        fresh = 0  # blocks this (S)ACK reports for the first time
+        advanced = acked >= self._base
+        if advanced:
             for done in range(self._base, acked + 1):
                 self._delivered(done, now)
-                self._sent_at.pop(done, None)
+                sent_at = self._sent_at.pop(done, None)
                 self._last_tx.pop(done, None)
                 self._last_tx_at.pop(done, None)
-                self._sacked.discard(done)
+                if done in self._sacked:
+                    self._sacked.discard(done)  # reported before: its round trip was measured then
+                else:
+                    fresh += 1
+                    newest, sample_from = done, sent_at
                 payload = self._blocks.pop(done)
                 self.stats.payload_bytes += len(payload)
                 self.stats.blocks += 1
@@ -180,14 +196,19 @@ class SendingSession(Session):
             if held >= self._base and held not in self._sacked:
                 self._sacked.add(held)
                 self._delivered(held, now)
-                newest = held if newest is None else max(newest, held)
+                fresh += 1
+                newest, sample_from = held, self._sent_at.get(held)
         if newest is not None:
-            self._rtt_sample(sample_from if newest == acked else self._sent_at.get(newest), now)
+            self._rtt_sample(sample_from, now)
+        if advanced or fresh:
             self._deadline = None  # progress: the timer restarts from now (RFC 6298 section 5.3)
+            self.congestion.on_acked(blocks=fresh, now=now, rtt=self.rtt)
         if self._sacked:
             lost_before = self._delivered_tx - PACKET_THRESHOLD  # transmissions at or before this are lost
             for missing in range(self._base, self._next):
                 if missing not in self._sacked and self._last_tx.get(missing, lost_before + 1) <= lost_before:
+                    sent_tx = self._last_tx[missing]
+                    self.congestion.on_lost(sent_tx=sent_tx, current_tx=self._tx_count, now=now, rtt=self.rtt)
                     self._resend(missing, now)
         self._next = max(self._next, self._base)
         self._pump(now)
@@ -239,6 +260,7 @@ class SendingSession(Session):
     def _resend_window(self, now: float) -> None:
         assert self.negotiated is not None
         if self.negotiated.selective:
+            self.congestion.on_timeout(now=now)
             probe = next((b for b in range(self._base, self._next) if b not in self._sacked), None)
             if probe is not None:
                 self._resend(probe, now)
