@@ -182,3 +182,21 @@ def test_a_lost_final_ack_is_repeated_for_whatever_block_the_sender_probes_with(
     assert link.completed()  # both ends: the sender got its final ACK in the end
     probes = [d.packet.block for d in link.packets("c>s", Data)][41:]
     assert probes and 41 not in probes[:1]  # the sender's first probe was an older block than the final one
+
+
+# ---------------------------------------------------------------------------------------------- go-back-N gap ACKs
+GBN = TransferConfig(blksize=512, windowsize=8, selective=False)
+
+
+def test_go_back_n_resends_at_once_when_a_windows_first_block_is_lost():
+    link = upload(DATA, GBN, drop=once(lambda p: isinstance(p, Data) and p.block == 9), delay=0.01)
+    assert bytes(link.received) == DATA
+    blocks = [d.packet.block for d in link.packets("c>s", Data)]
+    assert blocks.count(9) == 2
+    assert link.client.stats.timeouts == 0  # the receiver's gap ACK (a repeat of ACK 8) started the resend
+
+
+def test_go_back_n_duplicated_acks_cause_no_resend():
+    link = upload(DATA, GBN, dup=lambda d, p, i: d == "s>c", delay=0.01)  # every ACK arrives twice
+    assert bytes(link.received) == DATA
+    assert link.client.stats.retransmissions == 0 and link.client.stats.duplicates > 0

@@ -14,7 +14,12 @@ above the last acknowledged block.
 Window: blocks ``base .. base + windowsize - 1`` are sent back to back, then the session waits for an ACK.
 An ACK for block k in the window acknowledges everything up to k and a new window starts at k + 1 (go-back-N:
 blocks after k that were in flight are sent again).  An ACK that acknowledges nothing new is a duplicate and is
-ignored: resending on a duplicate ACK is the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1).  When the
+ignored: resending on a duplicate ACK is the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1).  With one
+exception, the receiver's gap ACK for a window whose *first* block was lost, which repeats the ACK that opened
+the window: a repeat that comes at least ``GAP_ACK_DELAY`` of the smallest round trip after the window left
+cannot be a copy of that opening ACK (a copy travels right behind it) but must be the receiver's answer to
+the window, so the window is sent again at once, at most once per window sent; a duplicate can therefore cost
+at most one window, never the doubling cascade of the Sorcerer's Apprentice.  When the
 timer expires the whole window from ``base`` is sent again.  windowsize 1 is exactly RFC 1350's lockstep.
 
 Selective repeat (rudp's ``sack`` option, between rudp peers).  The window slides: every ACK or SACK that
@@ -45,10 +50,11 @@ from rudp.wire import netascii
 from rudp.wire.codec import encode_data
 from rudp.wire.packets import Ack, Packet, SelectiveAck
 
-__all__ = ["SendingSession", "PACKET_THRESHOLD"]
+__all__ = ["SendingSession", "PACKET_THRESHOLD", "GAP_ACK_DELAY"]
 
 _WIRE = 0x10000
 PACKET_THRESHOLD = 3  # a block is lost once a block this far beyond it has arrived (RFC 9002 section 6.1.1)
+GAP_ACK_DELAY = 0.75  # go-back-N: a repeated window-opening ACK this many min RTTs after the window is a gap ACK
 
 
 class SendingSession(Session):
@@ -69,6 +75,7 @@ class SendingSession(Session):
         self._delivered_tx = 0  # selective repeat: the latest transmission known to have arrived
         self._sacked: set[int] = set()  # selective repeat: blocks beyond base the receiver reported holding
         self.congestion: CongestionControl = FixedWindow(max_window=1)  # chosen once the window is negotiated
+        self._window_sent_at: float | None = None  # go-back-N: when the current window's first block left
 
     # ----------------------------------------------------------------- file input
     @property
@@ -141,6 +148,8 @@ class SendingSession(Session):
                 self._tx_count += 1
                 self._last_tx[block] = self._tx_count
                 self._last_tx_at[block] = now
+            elif block == self._base:
+                self._window_sent_at = now
             self._send(encode_data(block % _WIRE, self._blocks[block]))
             self._next += 1
             sent = True
@@ -239,6 +248,12 @@ class SendingSession(Session):
         if acked < self._base:
             # RFC 1123 section 4.2.3.1: a duplicate ACK must not cause a retransmission (Sorcerer's Apprentice).
             self.stats.duplicates += 1
+            if acked == self._base - 1 and self._is_gap_ack(now):
+                # RFC 7440 section 4: the receiver's ACK of its last in-order block after a gap; the gap is this
+                # window's first block.  Once per window sent (see the module's theory of operation).
+                self._window_sent_at = None
+                self._next = self._base
+                self._pump(now)
             return
         self._rtt_sample(self._sent_at.get(acked), now)
         for block in range(self._base, acked + 1):
@@ -256,6 +271,11 @@ class SendingSession(Session):
             return
         self._deadline = None
         self._pump(now)
+
+    def _is_gap_ack(self, now: float) -> bool:
+        least = self.rtt.stats.min_rtt
+        sent = self._window_sent_at
+        return least is not None and sent is not None and now - sent >= GAP_ACK_DELAY * least
 
     def _resend_window(self, now: float) -> None:
         assert self.negotiated is not None
