@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rudp.core.config import TransferConfig
-from rudp.core.congestion import BETA, INITIAL_WINDOW, MIN_WINDOW, DelayGatedAimd, FixedWindow
+from rudp.core.congestion import BETA, INITIAL_WINDOW, MIN_WINDOW, PACING_BURST, DelayGatedAimd, FixedWindow
 from rudp.core.rtt import RttEstimator
 from rudp.impair.model import Impairment
 from rudp.sim.engine import SimConfig, simulate
@@ -111,3 +111,34 @@ def test_random_loss_alone_does_not_throttle_the_transfer(seed):
         f"seed {seed}: delay {controlled.goodput_bps / 1e6:.1f} Mbit/s, none {uncontrolled.goodput_bps / 1e6:.1f}"
     )
     assert controlled.ok and controlled.goodput_bps >= 0.9 * uncontrolled.goodput_bps
+
+
+def test_pacing_spreads_new_blocks_at_the_rate_in_bursts_of_at_most_ten():
+    cc = DelayGatedAimd(max_window=1000)
+    assert cc.pacing_rate(rtt=RttEstimator(maximum=5.0)) is None  # no round trip measured: no pacing yet
+    rtt = rtt_with(0.1, 0.1)
+    assert cc.pacing_rate(rtt=rtt) == pytest.approx(2 * 10 / rtt.srtt)  # slow start: twice the window per RTT
+    cc.ssthresh = 5
+    assert cc.pacing_rate(rtt=rtt) == pytest.approx(1.25 * 10 / rtt.srtt)
+
+
+def test_a_paced_sender_leaves_gaps_between_bursts():
+    path = Impairment(delay=0.025)
+    records: list[dict] = []
+    simulate(
+        SimConfig(
+            size=3 * 1024 * 1024,
+            client=TransferConfig(blksize=1468, windowsize=2048, timeout=2.0),
+            up=path,
+            down=path,
+            seed=3,
+        ),
+        trace=records.append,
+    )
+    data = [r for r in records if r["event"] == "send" and r["dir"] == "c>s" and r["packet"].startswith("DATA")]
+    sends = [r["t"] for r in data]
+    instants: dict[float, int] = {}
+    for t in sends:
+        instants[t] = instants.get(t, 0) + 1
+    assert max(instants.values()) <= PACING_BURST + 1  # never more than a burst at once (no loss: no resends)
+    assert len(instants) > len(sends) / 10  # the sends are spread over many instants

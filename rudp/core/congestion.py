@@ -20,6 +20,9 @@ exceeds ``max(QUEUE_DELAY_FLOOR, min_rtt / 8)``.
   slow the transfer down, which is what makes TCP CUBIC crawl at 1-2 % random loss.
 * Timer expiry: the ACK clock stopped.  The window halves (not to one block: a lost window tail on a lossy link
   is no reason to start from nothing).
+* Pacing: new blocks leave at ``pacing_rate`` (the window per smoothed round trip, times 2 in slow start and
+  1.25 after, as Linux paces TCP), in bursts of at most ``PACING_BURST`` blocks, so a window that just grew is
+  not dumped into a short bottleneck queue at once.
 
 ``FixedWindow`` keeps the negotiated window as it is (the policy before this module, and a baseline for tests).
 """
@@ -41,6 +44,7 @@ __all__ = [
     "BETA",
     "QUEUE_DELAY_FLOOR",
     "GROWTH",
+    "PACING_BURST",
 ]
 
 INITIAL_WINDOW = 10  # blocks (RFC 6928's initial window of ten segments)
@@ -48,6 +52,8 @@ MIN_WINDOW = 4  # blocks: below this a single loss stalls the ACK clock
 BETA = 0.7  # multiplicative decrease (CUBIC, RFC 9438 section 4.6)
 QUEUE_DELAY_FLOOR = 0.002  # seconds of queueing delay always tolerated (host and scheduling noise)
 GROWTH = 1 / 8  # after slow start, the window grows by this fraction of itself per round trip without a queue
+PACING_GAIN = (2.0, 1.25)  # pacing rate / (window per round trip): in slow start, after it
+PACING_BURST = 10  # blocks that may leave back to back
 
 
 class CongestionControl:
@@ -65,6 +71,10 @@ class CongestionControl:
 
     def on_timeout(self, *, now: float) -> None:
         """The retransmission timer expired."""
+
+    def pacing_rate(self, *, rtt: RttEstimator) -> float | None:
+        """Blocks per second new blocks may leave at; None: as fast as the window allows."""
+        return None
 
 
 class FixedWindow(CongestionControl):
@@ -111,6 +121,12 @@ class DelayGatedAimd(CongestionControl):
     def on_timeout(self, *, now: float) -> None:
         self.cwnd = max(float(MIN_WINDOW), self.cwnd / 2)
         self.ssthresh = self.cwnd
+
+    def pacing_rate(self, *, rtt: RttEstimator) -> float | None:
+        if rtt.srtt is None or rtt.srtt <= 0:
+            return None
+        gain = PACING_GAIN[0] if self.cwnd < self.ssthresh else PACING_GAIN[1]
+        return gain * self.window() / rtt.srtt
 
     @staticmethod
     def _congested(rtt: RttEstimator) -> bool:

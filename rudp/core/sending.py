@@ -42,7 +42,7 @@ standard peer the negotiated window is used as it is.
 from __future__ import annotations
 
 from rudp.core.config import TransferConfig
-from rudp.core.congestion import CongestionControl, FixedWindow, make_congestion_control
+from rudp.core.congestion import PACING_BURST, CongestionControl, FixedWindow, make_congestion_control
 from rudp.core.events import Negotiated
 from rudp.core.sack import held_blocks
 from rudp.core.session import Address, Session, State
@@ -76,6 +76,8 @@ class SendingSession(Session):
         self._sacked: set[int] = set()  # selective repeat: blocks beyond base the receiver reported holding
         self.congestion: CongestionControl = FixedWindow(max_window=1)  # chosen once the window is negotiated
         self._window_sent_at: float | None = None  # go-back-N: when the current window's first block left
+        self._pace_time = 0.0  # selective: when the next new block is due by the pacing rate
+        self._pace_wake: float | None = None  # selective: wake-up for blocks held back by pacing
 
     # ----------------------------------------------------------------- file input
     @property
@@ -135,8 +137,15 @@ class SendingSession(Session):
         if selective:  # congestion control: at most its window in flight (sent, not acknowledged nor SACKed)
             in_flight = self._next - self._base - len(self._sacked)
             end = min(end, self._next + max(0, self.congestion.window() - in_flight))
+        rate = self.congestion.pacing_rate(rtt=self.rtt) if selective else None
         sent = False
         while self._next < end and self._next in self._blocks:
+            if rate is not None:  # a token bucket of PACING_BURST blocks, refilled at ``rate`` blocks/s
+                burst = PACING_BURST / rate
+                if now < self._pace_time - burst:
+                    self._pace_wake = self._pace_time - burst
+                    break
+                self._pace_time = max(self._pace_time, now) + 1 / rate
             block = self._next
             if block <= self._highest_sent:
                 self.stats.retransmissions += 1
@@ -155,6 +164,16 @@ class SendingSession(Session):
             sent = True
         if sent and not (selective and self._deadline is not None):
             self._arm(now)  # go-back-N: from the window's last block; selective: the timer already runs
+
+    def get_timer(self) -> float | None:
+        times = [t for t in (self._deadline, self._pace_wake) if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, *, now: float) -> None:
+        if self._pace_wake is not None and now >= self._pace_wake:
+            self._pace_wake = None
+            self._pump(now)
+        super().handle_timer(now=now)
 
     def _resend(self, block: int, now: float) -> None:
         """Selective repeat: send one block again."""
