@@ -137,6 +137,19 @@ class Link:
         return session.outcome
 
 
+def once(match):
+    """A drop rule: drop the first datagram for which ``match(packet)`` holds."""
+    done = []
+
+    def rule(direction, packet, index):
+        if not done and match(packet):
+            done.append(packet)
+            return True
+        return False
+
+    return rule
+
+
 def _server_default(client: TransferConfig | None) -> TransferConfig:
     """A generous server in the same modes (timer, selective repeat) as the client."""
     if client is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from memlink import CLIENT, SERVER, download, upload
+from memlink import CLIENT, SERVER, download, once, upload
 
 from rudp.core.client import ReadClient, WriteClient
 from rudp.core.config import TransferConfig
@@ -14,19 +14,6 @@ from rudp.wire.codec import decode, encode
 from rudp.wire.packets import Ack, Data, OptionAck, ReadRequest
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
-
-
-def once(match):
-    """A drop rule: drop the first datagram for which ``match(packet)`` holds."""
-    done = []
-
-    def rule(direction, packet, index):
-        if not done and match(packet):
-            done.append(packet)
-            return True
-        return False
-
-    return rule
 
 
 def sent(session):

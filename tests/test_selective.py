@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from memlink import SERVER, download, upload
+from memlink import SERVER, download, once, upload
 
 from rudp.core.client import WriteClient
 from rudp.core.config import TransferConfig
@@ -18,18 +18,6 @@ from rudp.wire.packets import Ack, Data, OptionAck, SelectiveAck, WriteRequest
 DATA = random.Random(3).randbytes(512 * 40 + 100)  # 41 blocks of 512
 SR = TransferConfig(blksize=512, windowsize=16)
 CLIENT = ("127.0.0.1", 40000)
-
-
-def once(match):
-    done = []
-
-    def rule(direction, packet, index):
-        if not done and match(packet):
-            done.append(packet)
-            return True
-        return False
-
-    return rule
 
 
 # ---------------------------------------------------------------------------------------------- negotiation
