@@ -35,9 +35,9 @@ from rudp.wire.packets import (
     ErrorCode,
     Opcode,
     OptionAck,
-    SelectiveAck,
     Packet,
     ReadRequest,
+    SelectiveAck,
     WriteRequest,
 )
 
