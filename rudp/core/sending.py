@@ -61,8 +61,9 @@ class SendingSession(Session):
     def __init__(self, config: TransferConfig, *, peer: Address | None) -> None:
         super().__init__(config, peer=peer)
         self._pending = bytearray()  # fed bytes not yet cut into a block
+        self._view: memoryview | None = None  # the last chunk fed, cut into blocks without copying it
         self._eof = False
-        self._blocks: dict[int, bytes] = {}  # absolute block number -> payload, for unacknowledged blocks
+        self._blocks: dict[int, bytes | memoryview] = {}  # block number -> payload, for unacknowledged blocks
         self._cut_upto = 0  # highest block number cut so far
         self._final: int | None = None  # number of the final (short) block, once known
         self._base = 1  # first unacknowledged block
@@ -88,13 +89,24 @@ class SendingSession(Session):
         window = self.negotiated.windowsize if self.negotiated else 1
         blksize = self.negotiated.blksize if self.negotiated else self.config.blksize
         stocked = self._cut_upto - self._base + 1
-        return max(0, (window - stocked + 1) * blksize - len(self._pending))
+        fed = len(self._pending) + (len(self._view) if self._view is not None else 0)
+        return max(0, (window - stocked + 1) * blksize - fed)
 
     def feed(self, data: bytes, *, now: float) -> None:
         if self._eof:
             raise ValueError("feed() after feed_eof()")
-        self._pending += netascii.encode(data) if self.config.mode == "netascii" else data
+        if self.config.mode == "netascii":
+            data = netascii.encode(data)
+        self._spill()  # rare: fed again before the last chunk was cut
+        # Bytes are immutable, so blocks can be slices of the chunk: no copy (mutable buffers are copied once).
+        self._view = memoryview(data if isinstance(data, bytes) else bytes(data))
         self._pump(now)
+
+    def _spill(self) -> None:
+        """Move what is left of the zero-copy chunk into ``_pending`` (a copy of less than a block, usually)."""
+        if self._view is not None:
+            self._pending += self._view
+            self._view = None
 
     def feed_eof(self, *, now: float) -> None:
         self._eof = True
@@ -114,8 +126,20 @@ class SendingSession(Session):
         assert self.negotiated is not None
         blksize, window = self.negotiated.blksize, self.negotiated.windowsize
         while self._final is None and self._cut_upto < self._base + window - 1:
-            if len(self._pending) >= blksize:
-                payload = bytes(self._pending[:blksize])
+            view = self._view
+            if self._pending and view is not None:  # a block straddling two chunks: complete it (a copy)
+                need = blksize - len(self._pending)
+                self._pending += view[:need]
+                view = self._view = view[need:] if len(view) > need else None
+            if not self._pending and view is not None and len(view) >= blksize:
+                payload: bytes | memoryview = view[:blksize]
+                self._view = view[blksize:] if len(view) > blksize else None
+            elif view is not None and not self._pending:  # less than a block left: keep it for the next chunk
+                self._spill()
+                continue
+            elif len(self._pending) >= blksize:
+                with memoryview(self._pending) as pending:
+                    payload = bytes(pending[:blksize])
                 del self._pending[:blksize]
             elif self._eof:
                 payload = bytes(self._pending)
