@@ -188,3 +188,35 @@ def test_go_back_n_duplicated_acks_cause_no_resend():
     link = upload(DATA, GBN, dup=lambda d, p, i: d == "s>c", delay=0.01)  # every ACK arrives twice
     assert bytes(link.received) == DATA
     assert link.client.stats.retransmissions == 0 and link.client.stats.duplicates > 0
+
+
+@pytest.mark.parametrize("windowsize", [8, 1])
+def test_a_late_copy_of_an_ack_costs_at_most_one_window_not_a_sorcerers_apprentice_chain(windowsize):
+    """A network copy of ACK 8 arriving 16 ms late (RTT 20 ms) looks like a gap ACK: window 9-16 goes twice.
+    The receiver answers the second copy with ACK 16 again, just as late for window 17-24: that one must not go
+    twice, or every window after it would (RFC 1123 section 4.2.3.1)."""
+    from rudp.core.server import ReadServer
+    from rudp.wire.packets import ReadRequest
+
+    request = ReadRequest("f", "octet", (("blksize", "512"), ("windowsize", str(windowsize))))
+    server = ReadServer(request, CLIENT, TransferConfig(windowsize=64, selective=False), file_size=None, now=0.0)
+    server.datagrams_to_send()  # the OACK
+    server.feed(bytes(512 * 40), now=0.0)
+    server.receive_datagram(encode(Ack(0)), CLIENT, now=0.02)  # a 20 ms round trip measured
+
+    def blocks():
+        return [decode(d).block for d, _ in server.datagrams_to_send()]
+
+    w = windowsize
+    assert blocks() == list(range(1, w + 1))
+    server.receive_datagram(encode(Ack(w)), CLIENT, now=0.04)
+    assert blocks() == list(range(w + 1, 2 * w + 1))
+    server.receive_datagram(encode(Ack(w)), CLIENT, now=0.056)  # the late copy
+    resent = blocks()
+    assert resent == (list(range(w + 1, 2 * w + 1)) if w > 1 else [])  # lockstep never takes it for a gap ACK
+    server.receive_datagram(encode(Ack(2 * w)), CLIENT, now=0.06)
+    assert blocks() == list(range(2 * w + 1, 3 * w + 1))
+    server.receive_datagram(encode(Ack(2 * w)), CLIENT, now=0.076)  # the receiver's answer to the second copy
+    assert blocks() == []  # the chain ends here
+    server.receive_datagram(encode(Ack(3 * w)), CLIENT, now=0.08)
+    assert blocks() == list(range(3 * w + 1, 4 * w + 1))

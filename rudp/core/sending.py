@@ -17,9 +17,13 @@ blocks after k that were in flight are sent again).  An ACK that acknowledges no
 ignored: resending on a duplicate ACK is the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1).  With one
 exception, the receiver's gap ACK for a window whose *first* block was lost, which repeats the ACK that opened
 the window: a repeat that comes at least ``GAP_ACK_DELAY`` of the smallest round trip after the window left
-cannot be a copy of that opening ACK (a copy travels right behind it) but must be the receiver's answer to
-the window, so the window is sent again at once, at most once per window sent; a duplicate can therefore cost
-at most one window, never the doubling cascade of the Sorcerer's Apprentice.  When the
+is taken as the receiver's answer to the window (a copy of the opening ACK normally travels right behind it),
+so the window is sent again at once, at most once per window sent, and only with windows of more than one
+block (a lockstep receiver never sends a gap ACK).  A copy of an ACK that is delayed by most of a round trip
+looks the same, and the second copy of the window it causes makes the receiver repeat the next window's
+opening ACK equally late; so a window that follows one resent this way is never resent for a repeated ACK
+(its own timer still runs).  The chain ends there: a late copy costs at most one window, never the
+Sorcerer's Apprentice's endless doubling.  When the
 timer expires the whole window from ``base`` is sent again.  windowsize 1 is exactly RFC 1350's lockstep.
 
 Selective repeat (rudp's ``sack`` option, between rudp peers).  The window slides: every ACK or SACK that
@@ -77,6 +81,8 @@ class SendingSession(Session):
         self._sacked: set[int] = set()  # selective repeat: blocks beyond base the receiver reported holding
         self.congestion: CongestionControl = FixedWindow(max_window=1)  # chosen once the window is negotiated
         self._window_sent_at: float | None = None  # go-back-N: when the current window's first block left
+        self._gap_resent = False  # go-back-N: the current window was resent for a repeated ACK
+        self._gap_resent_before = False  # go-back-N: ... and so was the one before it
         self._pace_time = 0.0  # selective: when the next new block is due by the pacing rate
         self._pace_wake: float | None = None  # selective: wake-up for blocks held back by pacing
 
@@ -295,6 +301,7 @@ class SendingSession(Session):
                 # RFC 7440 section 4: the receiver's ACK of its last in-order block after a gap; the gap is this
                 # window's first block.  Once per window sent (see the module's theory of operation).
                 self._window_sent_at = None
+                self._gap_resent = True
                 self._next = self._base
                 self._pump(now)
             return
@@ -306,6 +313,7 @@ class SendingSession(Session):
             self.stats.blocks += 1
         self._base = acked + 1
         self._next = self._base  # RFC 7440 section 4: the next window starts after the acknowledged block
+        self._gap_resent_before, self._gap_resent = self._gap_resent, False
         self._progress()
         if acked == self._final:
             self._deadline = None
@@ -316,6 +324,9 @@ class SendingSession(Session):
         self._pump(now)
 
     def _is_gap_ack(self, now: float) -> bool:
+        assert self.negotiated is not None
+        if self.negotiated.windowsize == 1 or self._gap_resent_before:
+            return False
         least = self.rtt.stats.min_rtt
         sent = self._window_sent_at
         return least is not None and sent is not None and now - sent >= GAP_ACK_DELAY * least
