@@ -101,6 +101,15 @@ def test_trailing_cr_is_held_until_next_chunk() -> None:
     assert decoder.finish() == b""
 
 
+def test_decoder_takes_any_bytes_like_chunk() -> None:
+    # A received DATA payload is a memoryview of its datagram (rudp.wire.codec).
+    wire = b"a\r\nb\r\0c\r"
+    decoder = NetasciiDecoder()
+    assert decoder.feed(memoryview(wire)) == b"a\nb\rc"
+    assert decoder.feed(bytearray(b"\n")) == b"\n"
+    assert decoder.finish() == b""
+
+
 @given(st.binary(max_size=300))
 def test_encode_matches_reference(local: bytes) -> None:
     assert encode(local) == reference_encode(local)

@@ -166,6 +166,24 @@ def test_decoded_fields_have_plain_types() -> None:
     assert isinstance(data, Data) and type(data.data) is bytes
 
 
+def test_data_from_bytes_is_a_view_of_the_datagram_not_a_copy() -> None:
+    datagram = bytes.fromhex("0003 0007") + bytes(range(256)) * 4
+    data = decode(datagram)
+    assert isinstance(data, Data) and data == Data(7, datagram[4:])
+    view = data.data
+    assert isinstance(view, memoryview) and view.readonly and view.obj is datagram  # no copy of the payload
+    assert bytes(view) == datagram[4:] and len(view) == 1024 and hash(data) == hash(Data(7, view))
+
+
+def test_data_from_a_mutable_buffer_is_copied() -> None:
+    buffer = bytearray.fromhex("0003 0001 6869")  # what recv_into fills and then reuses
+    data = decode(buffer)
+    buffer[4:6] = b"XX"
+    assert isinstance(data, Data) and data.data == b"hi" and type(data.data) is bytes
+    view = decode(memoryview(bytearray.fromhex("0003 0001 6869")))
+    assert isinstance(view, Data) and type(view.data) is bytes
+
+
 def test_decode_accepts_buffers() -> None:
     for vector in VALID[:12]:
         datagram = unhex(vector["hex"])

@@ -67,7 +67,8 @@ __all__ = [
 
 MAX_DATAGRAM: Final = schema.MAX_DATAGRAM
 
-# What decode() takes: a datagram as bytes, or a view of a receive buffer (recv_into); never kept by reference.
+# What decode() takes: a datagram as bytes (a DATA payload is then a read-only view of it, see _payload), or a
+# view of a receive buffer (recv_into), which is never kept by reference.
 Buffer = bytes | bytearray | memoryview
 
 # MalformedPacket.reason values.  Every 16-bit block number and error code is legal on the wire, so there is
@@ -108,7 +109,7 @@ def decode(datagram: Buffer) -> Packet:
         opcode, block = _HEAD.unpack_from(datagram)
         if opcode == _OP_DATA:
             # RFC 1350 section 5 / RFC 2348: 0..blksize bytes of data; the size cap was checked above.
-            return Data(block, bytes(datagram[schema.HEADER_SIZE :]))
+            return Data(block, _payload(datagram))
         if opcode == _OP_ACK:
             if size != schema.HEADER_SIZE:
                 raise MalformedPacket(TRAILING_BYTES, f"ACK of {size} bytes")
@@ -116,6 +117,14 @@ def decode(datagram: Buffer) -> Packet:
         if opcode == _OP_SACK and size <= schema.HEADER_SIZE + MAX_SACK_BITMAP:
             return SelectiveAck(block, bytes(datagram[schema.HEADER_SIZE :]))
     return _parse(datagram)
+
+
+def _payload(datagram: Buffer) -> bytes:
+    """DATA's payload.  A ``bytes`` datagram is immutable, so the payload is a view of it, not a copy (64 KiB
+    a block saved on the receive path); a mutable buffer (``recv_into``) is copied, as it may be reused."""
+    if type(datagram) is bytes:
+        return memoryview(datagram)[schema.HEADER_SIZE :]  # type: ignore[return-value]  # bytes-like, read-only
+    return bytes(datagram[schema.HEADER_SIZE :])
 
 
 def decode_with_construct(datagram: Buffer) -> Packet:

@@ -44,8 +44,11 @@ class NetasciiDecoder:
     def __init__(self) -> None:
         self._pending_cr = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        """Decode the next piece of the wire stream; a trailing CR is held back until the next call."""
+    def feed(self, chunk: bytes | bytearray | memoryview) -> bytes:
+        """Decode the next piece of the wire stream; a trailing CR is held back until the next call.  Any
+        bytes-like chunk will do (a received DATA payload is a memoryview of its datagram)."""
+        if type(chunk) is not bytes:
+            chunk = bytes(chunk)
         if self._pending_cr:
             chunk = _CR + chunk
         if chunk.endswith(_CR):
