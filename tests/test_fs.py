@@ -565,3 +565,58 @@ def test_errors_map_to_codes() -> None:
     assert write_failure_from_oserror(OSError(errno.EDQUOT, "x")).code == 3
     assert write_failure_from_oserror(OSError(errno.EIO, "x")).code == 0
     assert PathRefused(2, "two\nlines").message == "two lines"
+
+
+# -- gathered writes --------------------------------------------------------------------------------------------
+
+
+def test_writes_are_gathered_and_mutable_buffers_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real_writev = os.writev
+
+    def counting_writev(fd: int, buffers: list) -> int:
+        calls.append(len(buffers))
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(files_mod.os, "writev", counting_writev)
+    reused = bytearray(b"m" * 100)
+    datagram = b"\x00\x03\x00\x01" + b"v" * 300
+    expected = b""
+    with AtomicWriter.for_path(tmp_path / "out.bin", overwrite=False, buffer_size=1000) as w:
+        for _ in range(3):
+            w.write(b"b" * 100)  # kept by reference
+            w.write(memoryview(datagram)[4:])  # a received payload: kept by reference
+            w.write(reused)  # copied: the caller may change it once write() returns
+            reused[:] = b"x" * 100
+            w.write(b"")  # nothing to keep
+            expected += b"b" * 100 + b"v" * 300 + b"m" * 100
+            reused[:] = b"m" * 100
+        assert calls == [6]  # 2 x 500 bytes reached buffer_size: one system call for six chunks
+        w.commit()
+    assert calls == [6, 3] and (tmp_path / "out.bin").read_bytes() == expected
+    assert w.bytes_written == len(expected)
+
+
+def test_short_gathered_writes_resume_where_they_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_writev = os.writev
+
+    def stingy_writev(fd: int, buffers: list) -> int:  # at most 7 bytes a call, as a file system may do
+        head = b"".join(bytes(b) for b in buffers)[:7]
+        return real_writev(fd, [head])
+
+    monkeypatch.setattr(files_mod.os, "writev", stingy_writev)
+    chunks = [bytes([65 + i]) * (i * 3 + 1) for i in range(12)]
+    with AtomicWriter.for_path(tmp_path / "out.bin", overwrite=False, buffer_size=40) as w:
+        for chunk in chunks:
+            w.write(chunk)
+        w.commit()
+    assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
+
+
+def test_more_chunks_than_one_writev_takes(tmp_path: Path) -> None:
+    chunks = [i.to_bytes(2, "big") for i in range(3000)]  # > IOV_MAX (1024) chunks pending at once
+    with AtomicWriter.for_path(tmp_path / "out.bin", overwrite=False, buffer_size=1 << 20) as w:
+        for chunk in chunks:
+            w.write(chunk)
+        w.commit()
+    assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)

@@ -8,8 +8,10 @@ are relative to that descriptor (``*at`` system calls), so once the directory ha
 
 1. A temporary file ``.<name>.<16 random hex digits>.rudp-part`` is created in the same directory with
    ``O_CREAT | O_EXCL | O_NOFOLLOW``: it is always a new inode of ours, never a pre-planted file or symlink.
-2. :meth:`AtomicWriter.write` appends to it (through a small user-space buffer, so 512-byte blocks do not cost a
-   system call each).
+2. :meth:`AtomicWriter.write` appends to it.  Chunks are gathered (by reference when they are immutable: ``bytes``
+   or a view of ``bytes``, such as a received DATA payload; mutable buffers are copied) and written together with
+   one ``writev`` once ``buffer_size`` bytes are pending, so 512-byte blocks do not cost a system call each and
+   64 KiB blocks are not copied in user space on their way to the file.
 3. :meth:`AtomicWriter.commit` flushes, optionally ``fsync``\\ s, and moves the file into place in one step:
 
    * ``overwrite=False``: ``link(temp, final)`` then ``unlink(temp)``.  ``link`` fails with EEXIST rather than
@@ -49,7 +51,8 @@ _TEMP_NAME_KEEP = 200  # bytes of the final name kept in the temporary name (NAM
 _O_PATH = getattr(os, "O_PATH", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_DEFAULT_BUFFER = 64 * 1024
+_DEFAULT_BUFFER = 256 * 1024
+_IOV_MAX = 1024  # chunks per writev (Linux's IOV_MAX)
 
 
 class _State(enum.Enum):
@@ -87,7 +90,8 @@ class AtomicWriter:
             self.name = display_name if display_name is not None else os.fsdecode(self._final)
             self._overwrite = overwrite
             self._fsync = fsync
-            self._buffer = bytearray()
+            self._chunks: list[bytes | memoryview] = []  # written, not yet handed to the kernel
+            self._pending = 0  # their total size
             self._buffer_size = max(0, buffer_size)
             self.bytes_written = 0
             self._check_destination()
@@ -171,29 +175,34 @@ class AtomicWriter:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data``.  On failure the writer aborts and raises :class:`WriteFailed` (3: disk full)."""
         self._require_open()
-        self.bytes_written += len(data)
-        try:
-            if not self._buffer and len(data) >= self._buffer_size:
-                self._write_all(data)  # large blocks skip the copy into the buffer
-                return
-            self._buffer += data
-            if len(self._buffer) >= self._buffer_size:
-                self._flush()
-        except OSError as exc:
-            self.abort()
-            raise write_failure_from_oserror(exc) from exc
-
-    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
-        written = os.write(self._fd, data)
-        if written < len(data):  # short write: rare, so only then pay for a view
-            with memoryview(data) as view:
-                while written < len(view):
-                    written += os.write(self._fd, view[written:])
+        size = len(data)
+        if not size:
+            return
+        self.bytes_written += size
+        if type(data) is not bytes and not (type(data) is memoryview and type(data.obj) is bytes):
+            data = bytes(data)  # the caller may change a mutable buffer once we return
+        self._chunks.append(data)
+        self._pending += size
+        if self._pending >= self._buffer_size:
+            self._flush_or_abort()
 
     def _flush(self) -> None:
-        if self._buffer:
-            self._write_all(self._buffer)
-            self._buffer.clear()
+        chunks = self._chunks
+        while chunks:
+            batch = chunks[:_IOV_MAX]
+            written = os.writev(self._fd, batch)
+            if not written:
+                raise OSError(errno.EIO, "the file took no bytes")  # never loop on a write that makes no progress
+            self._pending -= written
+            done = 0  # chunks written whole
+            for chunk in batch:
+                if written < len(chunk):
+                    break
+                written -= len(chunk)
+                done += 1
+            del chunks[:done]
+            if written:  # a short write ended inside a chunk (rare): keep its unwritten rest
+                chunks[0] = memoryview(chunks[0])[written:]
 
     def _flush_or_abort(self) -> None:
         try:
@@ -252,7 +261,8 @@ class AtomicWriter:
         if self._state is not _State.OPEN:
             return
         self._state = _State.ABORTED
-        self._buffer = bytearray()
+        self._chunks = []
+        self._pending = 0
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:
