@@ -25,7 +25,7 @@ from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_requ
 from rudp.core.session import fmt_address
 from rudp.errors import LocalFileError, NetworkError
 from rudp.fs import FsError, Root
-from rudp.net.driver import Transfer
+from rudp.net.driver import Transfer, keep_heap
 from rudp.net.sockets import Address, receive_buffer, udp_socket
 from rudp.result import TransferResult
 from rudp.wire.codec import MalformedPacket, decode, encode
@@ -75,6 +75,7 @@ class Server:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.sock, selectors.EVENT_READ, None)
         self._active: dict[tuple, _Active] = {}
+        keep_heap()
         self.accepting = True  # False: new requests are read and dropped
 
     # ----------------------------------------------------------------- setup
@@ -149,8 +150,7 @@ class Server:
         ended = []
         for client, active in list(self._active.items()):
             transfer = active.transfer
-            transfer.fire_timer(self.clock)
-            transfer.service(self.clock())
+            transfer.fire_timer(self.clock)  # receive() above ran the ritual for those that heard something
             if active.result is None and transfer.outcome is not None:
                 ended.append(self._report(active))
             if transfer.session.closed:
