@@ -62,19 +62,26 @@ class RttEstimator:
 
     def sample(self, rtt: float) -> None:
         """A round-trip time measured on a datagram that was sent exactly once (Karn's rule)."""
-        rtt = max(rtt, 0.0)
-        if self.srtt is None or self.rttvar is None:
-            self.srtt = rtt  # RFC 6298 section 2.2
-            self.rttvar = rtt / 2
+        # Written out (no min/max/clamp calls): this runs once per ACK, and lockstep lives on ACKs.
+        if rtt < 0.0:
+            rtt = 0.0
+        srtt, rttvar = self.srtt, self.rttvar
+        if srtt is None or rttvar is None:
+            srtt, rttvar = rtt, rtt / 2  # RFC 6298 section 2.2
         else:
-            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)  # section 2.3, old SRTT
-            self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
-        self._base = self._clamp(self.srtt + max(K_GRANULARITY, K * self.rttvar))
-        self.rto = self._base  # section 5.7: a new sample ends the backoff
+            rttvar = (1 - BETA) * rttvar + BETA * abs(srtt - rtt)  # section 2.3, with the old SRTT
+            srtt = (1 - ALPHA) * srtt + ALPHA * rtt
+        self.srtt, self.rttvar = srtt, rttvar
+        spread = K * rttvar
+        rto = srtt + (spread if spread > K_GRANULARITY else K_GRANULARITY)
+        rto = self.minimum if rto < self.minimum else self.maximum if rto > self.maximum else rto
+        self._base = self.rto = rto  # section 5.7: a new sample ends the backoff
         s = self.stats
         s.samples += 1
-        s.min_rtt = rtt if s.min_rtt is None else min(s.min_rtt, rtt)
-        s.max_rtt = rtt if s.max_rtt is None else max(s.max_rtt, rtt)
+        if s.min_rtt is None or rtt < s.min_rtt:
+            s.min_rtt = rtt
+        if s.max_rtt is None or rtt > s.max_rtt:
+            s.max_rtt = rtt
         s.latest = rtt
 
     def backoff(self) -> None:
