@@ -13,7 +13,7 @@ from rudp.core.options import OptionError, accept_oack, request_options, server_
 from rudp.core.sack import MAX_REPORTED, build_bitmap, held_blocks
 from rudp.core.server import WriteServer
 from rudp.wire.codec import decode, encode
-from rudp.wire.packets import Ack, Data, OptionAck, SelectiveAck, WriteRequest
+from rudp.wire.packets import Ack, Data, OptionAck, ReadRequest, SelectiveAck, WriteRequest
 
 DATA = random.Random(3).randbytes(512 * 40 + 100)  # 41 blocks of 512
 SR = TransferConfig(blksize=512, windowsize=16)
@@ -220,3 +220,12 @@ def test_a_late_copy_of_an_ack_costs_at_most_one_window_not_a_sorcerers_apprenti
     assert blocks() == []  # the chain ends here
     server.receive_datagram(encode(Ack(3 * w)), CLIENT, now=0.08)
     assert blocks() == list(range(3 * w + 1, 4 * w + 1))
+
+
+def test_a_server_never_grants_a_window_holding_more_than_its_memory_budget():
+    request = ReadRequest("f", "octet", (("blksize", "65464"), ("windowsize", "65535"), ("sack", "1")))
+    oack, negotiated = server_negotiate(request, TransferConfig(blksize=65464, windowsize=65535), file_size=10)
+    assert negotiated.windowsize == 8 * 1024 * 1024 // 65464 == 128  # 8 MiB of blocks, not 4 GiB
+    assert ("windowsize", "128") in oack
+    small = server_negotiate(request, TransferConfig(windowsize=65535, max_window_bytes=1000), file_size=10)[1]
+    assert small.windowsize == 1

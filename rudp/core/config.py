@@ -54,6 +54,7 @@ class TransferConfig:
     fit_blksize: bool = False  # client: the driver replaces blksize by what the path's MTU carries in one packet
     fit_windowsize: bool = False  # client: the driver replaces windowsize by what the receive buffer holds
     congestion: str = "delay"  # selective-repeat sender's policy: "delay" (rudp.core.congestion) or "none"
+    max_window_bytes: int = 8 * 1024 * 1024  # server: a granted window holds at most this many block bytes
 
     def __post_init__(self) -> None:
         if not MIN_BLKSIZE <= self.blksize <= MAX_BLKSIZE:
@@ -74,6 +75,8 @@ class TransferConfig:
             raise ValueError(f"dally must be >= 0, not {self.dally}")
         if self.congestion not in ("delay", "none"):
             raise ValueError(f"congestion must be delay or none, not {self.congestion!r}")
+        if self.max_window_bytes < 1:
+            raise ValueError(f"max_window_bytes must be positive, not {self.max_window_bytes}")
         if self.receive_buffer is not None and self.receive_buffer < 1:
             raise ValueError(f"receive_buffer must be positive, not {self.receive_buffer}")
         if self.max_size is not None and self.max_size < 0:

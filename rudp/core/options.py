@@ -164,7 +164,9 @@ def server_negotiate(
             grant(TSIZE, file_size)
     value = value_of(WINDOWSIZE)
     if value is not None and 1 <= value <= MAX_WINDOWSIZE:
-        windowsize = min(value, config.windowsize)
+        # Memory: a window's blocks are held by the sender until acknowledged and by a selective-repeat receiver
+        # beyond a gap, so a client asking 65464-byte blocks times 65535 cannot make us hold 4 GiB.
+        windowsize = min(value, config.windowsize, max(1, config.max_window_bytes // blksize))
         if isinstance(request, WriteRequest) and config.receive_buffer is not None:
             # We receive: never grant more blocks in flight than our socket can hold (RFC 7440 section 4 warns
             # that a window the receiver cannot buffer turns into loss).
