@@ -89,7 +89,7 @@ def fit_to_path(config: TransferConfig, family: int, server: Address, sock: sock
     if config.fit_windowsize:
         held = window_for_buffer(receive_buffer(sock), blksize)
         windowsize = min(MAX_FITTED_WINDOW, max(DEFAULT_WINDOWSIZE, held))
-    return replace(config, blksize=blksize, windowsize=windowsize, receive_buffer=receive_buffer(sock))
+    return replace(config, blksize=blksize, windowsize=windowsize)
 
 
 def send_file(
