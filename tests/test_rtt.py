@@ -152,3 +152,16 @@ def test_a_lossy_random_path_still_delivers_with_adaptive_timers():
         jitter=0.002,
     )
     assert bytes(link.received) == DATA * 4
+
+
+def test_karn_a_receiver_repeating_its_ack_takes_no_sample_from_the_next_data():
+    client = ReadClient("f", SERVER, TransferConfig(options=False, fixed_timeout=False), now=0.0)
+    sent(client)
+    tid = (SERVER[0], 50001)
+    client.receive_datagram(encode(Data(1, bytes(512))), tid, now=0.1)  # answers the RRQ: one sample
+    assert client.rtt.stats.samples == 1
+    sent(client)
+    client.receive_datagram(encode(Data(1, bytes(512))), tid, now=0.2)  # repeat: our ACK 1 is sent again
+    assert [p for p in sent(client)] == [Ack(1)]
+    client.receive_datagram(encode(Data(2, bytes(10))), tid, now=0.9)  # answers which ACK 1? no sample
+    assert client.rtt.stats.samples == 1

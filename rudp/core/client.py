@@ -98,6 +98,7 @@ class ReadClient(_Client, ReceivingSession):
             return
         if isinstance(packet, OptionAck) and self._expected == 1:
             assert self._last_sent is not None
+            self._last_sent_at = None  # Karn's rule: DATA 1 could answer either copy
             self._send_to(*self._last_sent)  # the OACK came again: our ACK 0 was lost
             return
         self._data_packet(packet, now)

@@ -95,6 +95,7 @@ class ReceivingSession(Session):
                 # Our ACK was lost or late: answer the repeat (RFC 1350).  A selective-repeat sender that lost
                 # the final ACK probes with its oldest unacknowledged block, not the final one: answer that too.
                 assert self._last_sent is not None
+                self._last_sent_at = None  # Karn's rule: the next DATA could answer either copy
                 self._send_to(*self._last_sent)
                 if self.state is State.DALLYING:
                     # The sender is still waiting for the final ACK: keep listening for another full dally.
