@@ -176,3 +176,23 @@ def test_a_name_taken_during_the_upload_gets_error_6_not_a_false_success(server,
     assert len(errors) == 1 and isinstance(errors[0], rudp.PeerError) and errors[0].code == ErrorCode.FILE_EXISTS
     assert final.read_bytes() == b"someone else's file"
     assert not list((tmp_path / "served").glob("*.rudp-part"))
+
+
+def test_a_client_polls_its_socket_before_each_sleep(server, tmp_path, monkeypatch):
+    import rudp.net.driver as driver
+
+    calls = []
+    real_spin = driver.spin
+
+    def counting_spin(transfer, clock):
+        calls.append(transfer)
+        return real_spin(transfer, clock)
+
+    monkeypatch.setattr(driver, "spin", counting_spin)  # the client loop (driver.run); the server has its own
+    src = tmp_path / "lockstep.bin"
+    src.write_bytes(b"z" * (20 * 512))
+    result = rudp.send_file(
+        src, "127.0.0.1", port=server.port, config=rudp.client_config(blksize=512, windowsize=1)
+    )
+    assert result.ok and result.blksize == 512 and result.windowsize == 1
+    assert calls and all(t.source is not None for t in calls)  # the sending client's own transfer

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import socket
 from collections import deque
+from pathlib import Path
+
+import pytest
 
 from rudp.core.config import TransferConfig
 from rudp.core.server import ReadServer, WriteServer
-from rudp.net.driver import Transfer, keep_heap
+from rudp.net.driver import SPIN_LIMIT, SPIN_RTT, Transfer, keep_heap, spin
 from rudp.wire.codec import decode, describe, encode
 from rudp.wire.packets import Ack, Data, ReadRequest, WriteRequest
 
@@ -111,3 +115,127 @@ def test_a_sending_session_answers_each_ack_before_reading_the_next() -> None:
 def test_keep_heap_is_idempotent() -> None:
     keep_heap()
     keep_heap()
+
+
+# ----------------------------------------------------------------- busy-waiting before a sleep (spin)
+class LateSocket(ScriptedSocket):
+    """Like ScriptedSocket, but the queued datagram only 'arrives' on the n-th read."""
+
+    def __init__(self, log: list[str], arrives_on_read: int) -> None:
+        super().__init__(log)
+        self.reads = 0
+        self.arrives_on_read = arrives_on_read
+        self.late: deque[bytes] = deque()
+
+    def recvfrom(self, size: int, flags: int = 0) -> tuple[bytes, tuple]:
+        self.reads += 1
+        if self.reads == self.arrives_on_read:
+            self.incoming.extend(self.late)
+        return super().recvfrom(size, flags)
+
+
+class StepClock:
+    """A clock that moves ``step`` seconds each time it is read."""
+
+    def __init__(self, start: float, step: float) -> None:
+        self.now, self.step = start, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def lockstep_sender(log: list[str], sock: ScriptedSocket, srtt: float | None) -> Transfer:
+    data = b"x" * (3 * 512)
+    session = ReadServer(
+        ReadRequest("f.bin", "octet", ()), CLIENT, TransferConfig(windowsize=1), file_size=len(data), now=0.0
+    )
+    transfer = Transfer(session, sock, source=io.BytesIO(data))  # type: ignore[arg-type]
+    transfer.service(0.0)
+    session.rtt.srtt = srtt
+    log.clear()
+    return transfer
+
+
+def test_spin_handles_an_answer_that_arrives_while_it_polls_and_answers_it_at_once() -> None:
+    log: list[str] = []
+    sock = LateSocket(log, arrives_on_read=5)
+    sock.late.append(encode(Ack(1)))
+    transfer = lockstep_sender(log, sock, srtt=50e-6)
+    assert spin(transfer, StepClock(0.0, 1e-6)) is True
+    assert log == ["recv ACK block=1", "send DATA block=2 len=512"]
+    assert sock.reads == 6  # four empty polls, the ACK, and the read that found the socket empty again
+
+
+def test_spin_gives_up_after_twice_the_smoothed_rtt() -> None:
+    log: list[str] = []
+    sock = LateSocket(log, arrives_on_read=10**6)
+    transfer = lockstep_sender(log, sock, srtt=20e-6)
+    assert spin(transfer, StepClock(0.0, 1e-6)) is False
+    # each poll reads the clock once: 2 x 20 µs of 1 µs steps (the first read sets the start)
+    assert 30 <= sock.reads <= 41 and log == []
+
+
+def test_spin_never_busy_waits_longer_than_its_limit_or_past_the_sessions_deadline() -> None:
+    log: list[str] = []
+    sock = LateSocket(log, arrives_on_read=10**6)
+    transfer = lockstep_sender(log, sock, srtt=SPIN_RTT)  # 2 x srtt is far above SPIN_LIMIT
+    spin(transfer, StepClock(0.0, 1e-6))
+    assert sock.reads <= SPIN_LIMIT / 1e-6 + 1
+    sock.reads = 0
+    deadline = transfer.session.get_timer()
+    assert deadline is not None
+    spin(transfer, StepClock(deadline - 10e-6, 1e-6))  # the retransmission is due in 10 µs
+    assert sock.reads <= 11
+
+
+def test_spin_is_bounded_even_by_a_clock_that_stands_still() -> None:
+    log: list[str] = []
+    sock = LateSocket(log, arrives_on_read=10**6)
+    transfer = lockstep_sender(log, sock, srtt=50e-6)
+    assert spin(transfer, lambda: 0.5) is False
+    assert 0 < sock.reads <= 1000
+
+
+def test_spin_does_not_poll_on_a_long_or_unmeasured_path() -> None:
+    for srtt in (None, 2 * SPIN_RTT, 0.05):
+        log: list[str] = []
+        sock = LateSocket(log, arrives_on_read=1)
+        sock.late.append(encode(Ack(1)))
+        transfer = lockstep_sender(log, sock, srtt=srtt)
+        assert spin(transfer, StepClock(0.0, 1e-6)) is False
+        assert sock.reads == 0 and log == []
+
+
+def test_a_server_with_one_transfer_polls_it_before_sleeping_and_does_not_sleep_when_it_heard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rudp.net.server as server_module
+
+    (tmp_path / "f.bin").write_bytes(b"y" * 2000)
+    spun: list[Transfer] = []
+    waits: list[float | None] = []
+
+    def fake_spin(transfer: Transfer, clock: object) -> bool:
+        spun.append(transfer)
+        return True
+
+    monkeypatch.setattr(server_module, "spin", fake_spin)
+    with server_module.Server(server_module.ServerConfig(str(tmp_path), "127.0.0.1", 0, serve=True)) as srv:
+        real_select = srv._selector.select
+
+        def select(timeout: float | None = None) -> list:
+            waits.append(timeout)
+            return real_select(timeout)
+
+        monkeypatch.setattr(srv._selector, "select", select)
+        srv.step(timeout=0.0)
+        assert spun == [] and waits == [0.0]  # nothing running: nothing to spin on
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(encode(ReadRequest("f.bin", "octet", ())), srv.address)
+            srv.step(timeout=1.0)  # the request: a transfer starts
+            assert srv.active == 1
+            waits.clear()
+            srv.step(timeout=1.0)
+            assert len(spun) == 1 and spun[0] is next(iter(srv._active.values())).transfer
+            assert waits == [0.0]  # it heard something while polling, so it only looks, never sleeps

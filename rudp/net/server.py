@@ -25,7 +25,7 @@ from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_requ
 from rudp.core.session import fmt_address
 from rudp.errors import LocalFileError, NetworkError
 from rudp.fs import FsError, Root
-from rudp.net.driver import Transfer, keep_heap
+from rudp.net.driver import Transfer, keep_heap, spin
 from rudp.net.sockets import Address, receive_buffer, udp_socket
 from rudp.result import TransferResult
 from rudp.wire.codec import MalformedPacket, decode, encode
@@ -136,7 +136,15 @@ class Server:
 
     def step(self, timeout: float | None = None) -> list[TransferResult]:
         """Wait for one batch of activity (at most ``timeout`` seconds), handle it; return the transfers whose
-        outcome became known (reported at once; a receiving session may then dally a while before closing)."""
+        outcome became known (reported at once; a receiving session may then dally a while before closing).
+
+        With a single transfer running, the loop first busy-waits a few microseconds on its socket (``spin``,
+        loopback and LAN paths only) and then merely polls, so a lockstep peer is not kept waiting for this
+        process to wake up; with several, it sleeps in ``select`` at once."""
+        if len(self._active) == 1:
+            (only,) = self._active.values()
+            if spin(only.transfer, self.clock):
+                timeout = 0.0  # a datagram was handled: look at the listener and the timers, but do not sleep
         deadlines = [d for a in self._active.values() if (d := a.transfer.session.get_timer()) is not None]
         wait = timeout
         if deadlines:
