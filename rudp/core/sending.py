@@ -37,10 +37,13 @@ Apprentice.  When the timer expires, only the oldest block no SACK reported is s
 PTO, RFC 9002 section 6.2.4): a timer that fired early (a stalled path, a busy host) then costs one datagram,
 not a window, and once the probe arrives its SACK shows every earlier transmission still missing as lost.
 
-Congestion control (selective repeat only): new blocks go out only while the blocks in flight (sent, neither
-acknowledged nor SACKed) are fewer than the policy's window (``rudp.core.congestion``); retransmissions of lost
-blocks are not held back.  A go-back-N receiver waits for a full window before it acknowledges, so with a
-standard peer the negotiated window is used as it is.
+Congestion control (``rudp.core.congestion``).  Selective repeat: new blocks go out only while the blocks in
+flight (sent, neither acknowledged nor SACKed) are fewer than the policy's window, and at its pacing rate;
+retransmissions of lost blocks are not held back.  Go-back-N: a standard RFC 7440 receiver acknowledges only a
+full window (or a gap, or its own timeout), so every window is sent whole, but *paced*: the policy hears of
+each window acknowledged, of each loss (a gap ACK, or an ACK short of the blocks sent) and of each timeout, and
+its pacing rate spreads the window over the round trip instead of dumping it into a bottleneck queue that
+would drop most of it and make every window a retransmission.
 """
 
 from __future__ import annotations
@@ -75,16 +78,16 @@ class SendingSession(Session):
         self._highest_sent = 0
         self._sent_at: dict[int, float] = {}  # block -> when it was sent, for blocks sent exactly once (Karn)
         self._last_tx: dict[int, int] = {}  # selective repeat: block -> sequence number of its latest transmission
-        self._last_tx_at: dict[int, float] = {}  # selective repeat: block -> when its latest transmission left
-        self._tx_count = 0  # selective repeat: transmissions so far
+        self._last_tx_at: dict[int, float] = {}  # block -> when its latest transmission left
+        self._tx_count = 0  # transmissions so far
         self._delivered_tx = 0  # selective repeat: the latest transmission known to have arrived
         self._sacked: set[int] = set()  # selective repeat: blocks beyond base the receiver reported holding
         self.congestion: CongestionControl = FixedWindow(max_window=1)  # chosen once the window is negotiated
         self._window_sent_at: float | None = None  # go-back-N: when the current window's first block left
         self._gap_resent = False  # go-back-N: the current window was resent for a repeated ACK
         self._gap_resent_before = False  # go-back-N: ... and so was the one before it
-        self._pace_time = 0.0  # selective: when the next new block is due by the pacing rate
-        self._pace_wake: float | None = None  # selective: wake-up for blocks held back by pacing
+        self._pace_time = 0.0  # when the next new block is due by the pacing rate
+        self._pace_wake: float | None = None  # wake-up for blocks held back by pacing
 
     # ----------------------------------------------------------------- file input
     @property
@@ -120,8 +123,9 @@ class SendingSession(Session):
 
     # ----------------------------------------------------------------- protocol
     def _start_transfer(self, negotiated: Negotiated, now: float) -> None:
-        policy = self.config.congestion if negotiated.selective else "none"
-        self.congestion = make_congestion_control(policy, max_window=negotiated.windowsize)
+        self.congestion = make_congestion_control(
+            self.config.congestion, max_window=negotiated.windowsize, selective=negotiated.selective
+        )
         self._negotiated(negotiated)
         self._move(State.TRANSFERRING)
         self._progress()
@@ -167,7 +171,7 @@ class SendingSession(Session):
         if selective:  # congestion control: at most its window in flight (sent, not acknowledged nor SACKed)
             in_flight = self._next - self._base - len(self._sacked)
             end = min(end, self._next + max(0, self.congestion.window() - in_flight))
-        rate = self.congestion.pacing_rate(rtt=self.rtt) if selective else None
+        rate = self.congestion.pacing_rate(rtt=self.rtt, now=now)
         sent = False
         while self._next < end and self._next in self._blocks:
             if rate is not None:  # a token bucket of PACING_BURST blocks, refilled at ``rate`` blocks/s
@@ -183,10 +187,10 @@ class SendingSession(Session):
             else:
                 self._highest_sent = block
                 self._sent_at[block] = now
+            self._tx_count += 1
+            self._last_tx_at[block] = now
             if selective:
-                self._tx_count += 1
                 self._last_tx[block] = self._tx_count
-                self._last_tx_at[block] = now
             elif block == self._base:
                 self._window_sent_at = now
             self._send(encode_data(block % _WIRE, self._blocks[block]))
@@ -194,6 +198,12 @@ class SendingSession(Session):
             sent = True
         if sent and not (selective and self._deadline is not None):
             self._arm(now)  # go-back-N: from the window's last block; selective: the timer already runs
+
+    def _timeout(self) -> float:
+        base = super()._timeout()
+        if self.config.fixed_timeout:
+            return base
+        return min(self.rtt.maximum, base + self.congestion.timer_allowance())
 
     def get_timer(self) -> float | None:
         times = [t for t in (self._deadline, self._pace_wake) if t is not None]
@@ -300,14 +310,27 @@ class SendingSession(Session):
             if acked == self._base - 1 and self._is_gap_ack(now):
                 # RFC 7440 section 4: the receiver's ACK of its last in-order block after a gap; the gap is this
                 # window's first block.  Once per window sent (see the module's theory of operation).
+                self._lost(self._base, now)
                 self._window_sent_at = None
                 self._gap_resent = True
                 self._next = self._base
                 self._pump(now)
             return
         self._rtt_sample(self._sent_at.get(acked), now)
+        last_sent_at = self._last_tx_at.get(acked)
+        if self._window_sent_at is not None and last_sent_at is not None:
+            self.congestion.on_window(
+                blocks=acked - self._base + 1,
+                sent_at=self._window_sent_at,
+                last_sent_at=last_sent_at,
+                now=now,
+                rtt=self.rtt,
+            )
+        if acked < self._next - 1:
+            self._lost(acked + 1, now)  # RFC 7440 section 4: the receiver stopped at a gap (or gave up waiting)
         for block in range(self._base, acked + 1):
             self._sent_at.pop(block, None)
+            self._last_tx_at.pop(block, None)
             payload = self._blocks.pop(block)
             self.stats.payload_bytes += len(payload)
             self.stats.blocks += 1
@@ -323,6 +346,11 @@ class SendingSession(Session):
         self._deadline = None
         self._pump(now)
 
+    def _lost(self, block: int, now: float) -> None:
+        """Go-back-N: ``block`` (sent in the current run from ``base``) did not arrive; tell the policy."""
+        # Numbered by block (see WindowPacing): losses of blocks resent after a reduction are the same episode.
+        self.congestion.on_lost(sent_tx=block, current_tx=self._highest_sent, now=now, rtt=self.rtt)
+
     def _is_gap_ack(self, now: float) -> bool:
         assert self.negotiated is not None
         if self.negotiated.windowsize == 1 or self._gap_resent_before:
@@ -333,8 +361,8 @@ class SendingSession(Session):
 
     def _resend_window(self, now: float) -> None:
         assert self.negotiated is not None
+        self.congestion.on_timeout(now=now)
         if self.negotiated.selective:
-            self.congestion.on_timeout(now=now)
             probe = next((b for b in range(self._base, self._next) if b not in self._sacked), None)
             if probe is not None:
                 self._resend(probe, now)
