@@ -53,7 +53,7 @@ class TransferConfig:
     receive_buffer: int | None = None  # bytes the receiving socket holds (driver-measured); caps the window
     fit_blksize: bool = False  # client: the driver replaces blksize by what the path's MTU carries in one packet
     fit_windowsize: bool = False  # client: the driver replaces windowsize by what the receive buffer holds
-    congestion: str = "delay"  # selective-repeat sender's policy: "delay" (rudp.core.congestion) or "none"
+    congestion: str = "delay"  # sender policy: "delay" (SR: DelayGatedAimd, go-back-N: WindowPacing) or "none"
     max_window_bytes: int = 8 * 1024 * 1024  # server: a granted window holds at most this many block bytes
 
     def __post_init__(self) -> None:
