@@ -11,7 +11,10 @@ and timers fire with ``now = max(deadline, clock())``.
 Hot path (issue 4): a received DATA payload is a view of its datagram (``rudp.wire.codec``) and reaches the file
 by reference (``rudp.fs.files`` gathers chunks for one ``writev``), so received bytes are copied only by the
 kernel; answers leave as soon as the session queues them (``receive``); and ``keep_heap`` stops glibc from
-returning and re-faulting the memory of every datagram.
+returning and re-faulting the memory of every datagram.  System calls are batched where the kernel allows
+(``rudp.net.batching``): a run of equal-sized datagrams to one peer leaves in one GSO ``sendmsg`` and is cut into
+the same datagrams by the kernel, and a transfer's socket reads GRO-coalesced buffers and cuts them again before
+the session sees them, so neither the session nor the wire can tell.  ``RUDP_NO_GSO=1`` turns both off.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from rudp.core.events import DataReceived, FailureKind, Negotiated, TransferComp
 from rudp.core.session import Session
 from rudp.errors import ExitCode, LocalFileError, NetworkError, RudpError, error_for_failure
 from rudp.fs.errors import FsError
-from rudp.net.sockets import RECV_SIZE, bounced_destinations, same_host
+from rudp.net import batching
+from rudp.net.batching import FALLBACK_ERRNOS, GRO_CMSG_SPACE, MAX_BYTES, MAX_SEGMENTS, segment_option, segments
+from rudp.net.sockets import RECV_SIZE, Address, bounced_destinations, same_host
 from rudp.result import TransferResult
 from rudp.wire.packets import ErrorCode
 
@@ -38,6 +43,8 @@ __all__ = ["Transfer", "Sink", "Clock", "keep_heap", "spin"]
 Clock = Callable[[], float]
 _READ_CHUNK = 256 * 1024
 _DRAIN_LIMIT = 4096  # datagrams handled per wake-up before the timers get a look in
+_GSO_LARGEST = MAX_BYTES // 2  # a datagram larger than this never shares a GSO send
+_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0x20)
 
 # Busy-waiting before sleeping (see ``spin``).  A process that blocks in select/epoll takes ~25 µs on this kind
 # of VM to be woken again when its datagram arrives: on loopback that is most of a lockstep round trip
@@ -98,6 +105,23 @@ class Transfer:
     _eof: bool = False
     _read: int = field(default=0, repr=False)  # file bytes read so far (a sending transfer)
     _acked_payload: int = field(default=0, repr=False)
+    # Segmentation offload (``rudp.net.batching``): how much went out and came in batched, and why sending
+    # stopped batching if the kernel refused it (an errno name).
+    gso_sends: int = 0  # sendmsg calls that carried several datagrams
+    gso_datagrams: int = 0  # the datagrams they carried
+    gro_reads: int = 0  # reads that returned several coalesced datagrams
+    gro_datagrams: int = 0  # the datagrams they held
+    gso_refused: str | None = None
+    _gso: bool = field(default=False, repr=False)  # send runs of equal datagrams with one sendmsg
+    _gro: bool = field(default=False, repr=False)  # the socket coalesces: read with recvmsg and cut
+
+    def __post_init__(self) -> None:
+        # Only a real UDP socket batches (tests drive Transfer over scripted stand-ins); enabling GRO here, on
+        # the transfer's own socket, keeps it off every socket whose reader does not cut (server listener, shim).
+        self._gso = (
+            batching.ENABLED and isinstance(self.sock, socket.socket) and self.sock.type == socket.SOCK_DGRAM
+        )
+        self._gro = batching.enable_gro(self.sock)
 
     # ----------------------------------------------------------------- one turn of the ritual
     def service(self, now: float) -> None:
@@ -116,21 +140,27 @@ class Transfer:
         window; the session alone decides how often it answers.  A receiving session's bytes are written first
         (``service``); a sending session's DATA goes out before anything else is done.  True if anything was
         waiting on the socket."""
-        session, recvfrom = self.session, self.sock.recvfrom
+        session, sock = self.session, self.sock
+        gro = self._gro
         stats = session.stats
         queued = stats.datagrams_sent
         sending = self.sink is None
         pending = False  # handled datagrams whose effects ``service`` has not yet seen
         heard = False
         now = 0.0
-        for _ in range(_DRAIN_LIMIT):
+        budget = _DRAIN_LIMIT
+        while budget > 0:
             try:
-                data, addr = recvfrom(RECV_SIZE, socket.MSG_DONTWAIT)
+                if gro:
+                    data, ancdata, flags, addr = sock.recvmsg(RECV_SIZE, GRO_CMSG_SPACE, socket.MSG_DONTWAIT)
+                else:
+                    data, addr = sock.recvfrom(RECV_SIZE, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 break
             except ConnectionRefusedError:
                 self._bounced()
                 now, pending, heard = clock(), True, True
+                budget -= 1
                 continue
             except OSError as exc:
                 self._network_failure(exc)
@@ -138,14 +168,32 @@ class Transfer:
                 break
             heard = True
             now = clock()
-            session.receive_datagram(data, addr, now=now)
-            pending = True
-            if stats.datagrams_sent != queued:
-                if sending:
-                    self._transmit()
-                self.service(now)
-                pending = False
-                queued = stats.datagrams_sent
+            batch = segments(data, ancdata, flags & _MSG_TRUNC != 0) if gro and ancdata else None
+            if batch is None:
+                budget -= 1
+                session.receive_datagram(data, addr, now=now)
+                pending = True
+                if stats.datagrams_sent != queued:
+                    if sending:
+                        self._transmit()
+                    self.service(now)
+                    pending = False
+                    queued = stats.datagrams_sent
+            else:
+                budget -= len(batch)
+                self.gro_reads += 1
+                self.gro_datagrams += len(batch)
+                for datagram in batch:
+                    session.receive_datagram(datagram, addr, now=now)
+                    pending = True
+                    if stats.datagrams_sent != queued:
+                        if sending:
+                            self._transmit()
+                        self.service(now)
+                        pending = False
+                        queued = stats.datagrams_sent
+                    if session.closed:
+                        break
             if session.closed:
                 break
         if pending:
@@ -200,8 +248,18 @@ class Transfer:
             ok=ok,
             error=error,
             exit_code=int(code),
-            stats=self.session.stats.as_dict(),
+            stats=self.session.stats.as_dict() | self.batching(),
         )
+
+    def batching(self) -> dict[str, Any]:
+        """What segmentation offload did for this transfer (``rudp.net.batching``), for the JSON report."""
+        return {
+            "gso_sends": self.gso_sends,
+            "gso_datagrams": self.gso_datagrams,
+            "gso_refused": self.gso_refused,
+            "gro_reads": self.gro_reads,
+            "gro_datagrams": self.gro_datagrams,
+        }
 
     # ----------------------------------------------------------------- the steps
     def _feed(self, now: float) -> None:
@@ -227,20 +285,87 @@ class Transfer:
             wanted = session.bytes_wanted
 
     def _transmit(self) -> None:
-        for datagram, addr in self.session.datagrams_to_send():
+        out = self.session.datagrams_to_send()
+        if self._gso and len(out) > 1:
+            self._transmit_batched(out)
+            return
+        for datagram, addr in out:
+            if not self._send(datagram, addr):
+                return
+
+    def _send(self, datagram: bytes, addr: Address) -> bool:
+        """One datagram with ``sendto``; False if the network failed and the transfer is over."""
+        try:
+            self.sock.sendto(datagram, addr)
+        except ConnectionRefusedError:
+            self._bounced()
             try:
                 self.sock.sendto(datagram, addr)
-            except ConnectionRefusedError:
-                self._bounced()
-                try:
-                    self.sock.sendto(datagram, addr)
-                except OSError:
-                    pass
-            except OSError as exc:
-                if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
-                    continue  # dropped locally, exactly like a loss on the path: the timer recovers
-                self._network_failure(exc)
+            except OSError:
+                pass
+        except OSError as exc:
+            if exc.errno in (errno.ENOBUFS, errno.EAGAIN):
+                return True  # dropped locally, exactly like a loss on the path: the timer recovers
+            self._network_failure(exc)
+            return False
+        return True
+
+    def _transmit_batched(self, out: list[tuple[bytes, Address]]) -> None:
+        """Send ``out`` in order, each run of equal-sized datagrams to one address (the last may be shorter) as
+        one GSO ``sendmsg`` (``rudp.net.batching``); the wire sees the same datagrams as from ``_send``."""
+        i, n = 0, len(out)
+        while i < n:
+            datagram, addr = out[i]
+            size = len(datagram)
+            j = i + 1
+            if self._gso and size <= _GSO_LARGEST:
+                end = min(n, i + MAX_SEGMENTS, i + MAX_BYTES // size)
+                while j < end:
+                    other, to = out[j]
+                    if to is not addr and to != addr:
+                        break
+                    length = len(other)
+                    if length != size:
+                        if length < size:
+                            j += 1  # a shorter datagram may end a run
+                        break
+                    j += 1
+            if j - i > 1:
+                sent = self._send_segmented(out[i:j], size, addr)
+                if sent is None:
+                    return
+                if not sent:
+                    continue  # batching is now off: the same datagrams again, one at a time
+            elif not self._send(datagram, addr):
                 return
+            i = j
+
+    def _send_segmented(self, run: list[tuple[bytes, Address]], size: int, addr: Address) -> bool | None:
+        """One GSO send of ``run``: True if it left (or was dropped locally, like a loss), False if the kernel
+        would not segment it (nothing left; batching is now off on this socket), None if the network failed."""
+        buffers = [datagram for datagram, _ in run]
+        option = segment_option(size)
+        for attempt in (0, 1):
+            try:
+                self.sock.sendmsg(buffers, option, 0, addr)
+            except ConnectionRefusedError:
+                if attempt:
+                    return True  # as ``_send``: the retry after a bounce is best effort
+                self._bounced()
+                continue
+            except OSError as exc:
+                if exc.errno in FALLBACK_ERRNOS:
+                    self._gso = False
+                    self.gso_refused = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                    return False
+                if exc.errno in (errno.ENOBUFS, errno.EAGAIN) or attempt:
+                    return True  # dropped locally, exactly like a loss on the path: the timer recovers
+                self._network_failure(exc)
+                return None
+            self.gso_sends += 1
+            self.gso_datagrams += len(buffers)
+            return True
+        return True  # not reached
 
     def _collect(self, now: float) -> None:
         session = self.session
