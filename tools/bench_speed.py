@@ -11,6 +11,10 @@ What each row times (the transfer itself, not process start-up):
   (CLOCK_MONOTONIC is shared by every process, namespaces included).
 * rudp upload rows: ``rudp-send --json``'s own ``seconds`` (request sent to final ACK received); the receiver is
   ``rudp-recv --once --json``.
+* rudp 1468-byte block rows (clean group): the same upload with Ethernet-sized blocks, once with UDP GSO/GRO
+  batching (rudp.net.batching) and once with RUDP_NO_GSO=1 in both processes; their goodput ratio is printed
+  under the targets as INFO (no target).  A note per row says how much was batched, and on the veth rows whether
+  the kernel refused GSO (offloads are off there) and rudp fell back to one datagram per call.
 * curl rows (tftpd-hpa and rudp-recv --serve as servers): curl's ``%{time_total}``, the same client both times.
 * Loss rows run in two network namespaces joined by a veth pair (see benchlib/netlab.py): nftables drops N % of
   the UDP and TCP packets arriving in each namespace, so both directions lose N %; the measured drop fraction is
@@ -46,6 +50,8 @@ from benchlib import netlab, procs  # noqa: E402
 TCP_PEER = str(Path(__file__).resolve().parent / "benchlib" / "tcp_peer.py")
 BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
+ROW_GSO_ON = "rudp 1468-byte blocks, GSO/GRO"
+ROW_GSO_OFF = "rudp 1468-byte blocks, RUDP_NO_GSO=1"
 TARGETS = {  # issue 4
     "rudp_vs_tcp": 0.80,
     "serve_vs_tftpd": 0.80,
@@ -204,6 +210,29 @@ class Bench:
         done.polled_hwm_kib = max(done.polled_hwm_kib, hwm)
         return report, done
 
+    def note_batching(self, run: Run) -> None:
+        """A note (once per row) on what UDP GSO/GRO did: batched, off, or refused by the kernel (the veth rows
+        turn checksum offload off, so the kernel answers a GSO send with EIO and rudp sends one at a time)."""
+        sender = run.info.get("sender", {}).get("stats", {})
+        receiver = run.info.get("receiver", {}).get("stats", {})
+        if not run.ok or "gso_sends" not in sender or any(n.startswith(f"{run.row}: ") for n in self.notes):
+            return
+        blocks = sender.get("blocks") or 0
+        if sender.get("gso_refused"):
+            how = f"GSO refused by the kernel ({sender['gso_refused']}): sent one datagram per call"
+        elif sender["gso_sends"]:
+            how = (
+                f"GSO sent {sender['gso_datagrams']} of {blocks} DATA in {sender['gso_sends']} calls"
+                f" (~{sender['gso_datagrams'] / sender['gso_sends']:.1f} each)"
+            )
+        else:
+            how = "no GSO sends"
+        if receiver.get("gro_reads"):
+            how += f"; GRO read {receiver['gro_datagrams']} in {receiver['gro_reads']} coalesced buffers"
+        else:
+            how += "; no GRO-coalesced reads"
+        self.notes.append(f"{run.row}: {how}")
+
     def _finish_copy(self, run: Run, got: Path, sha: str) -> None:
         problem = verify(got, run.size, sha)
         if problem:
@@ -256,6 +285,7 @@ class Bench:
         ns: tuple[list, list] = ([], []),
         addr: str = LOOPBACK,
         poll_rss: bool = False,
+        env: dict[str, str] | None = None,
     ) -> Run:
         run = Run(row, group, size, repeat)
         path, sha = self.source(size)
@@ -277,7 +307,8 @@ class Bench:
                     "--once",
                     "--json",
                     "-q",
-                ]
+                ],
+                env=env,
             )
             port = json.loads(receiver.wait_line(15))["port"]
             sender = procs.spawn(
@@ -293,7 +324,8 @@ class Bench:
                     "--json",
                     "-q",
                     *send_opts,
-                ]
+                ],
+                env=env,
             )
             s = sender.finish(timeout)
             rj, r = self.end_receiver(receiver, 15, poll_rss=poll_rss)
@@ -410,6 +442,14 @@ class Bench:
         for i in range(self.args.repeat):
             self.record(self.tcp("TCP loopback", "clean", size, i))
             self.record(self.rudp("rudp defaults loopback", "clean", size, i))
+            # Ethernet-sized blocks, where UDP GSO/GRO batching (rudp.net.batching) pays; RUDP_NO_GSO=1 turns it
+            # off in both rudp processes, so the two rows differ only in the system calls.
+            for row, switch in ((ROW_GSO_ON, "0"), (ROW_GSO_OFF, "1")):
+                run = self.rudp(
+                    row, "clean", size, i, send_opts=("--blksize", "1468"), env={"RUDP_NO_GSO": switch}
+                )
+                self.record(run)
+                self.note_batching(run)
 
     def lockstep(self) -> None:
         size = self.args.lockstep_size
@@ -472,6 +512,8 @@ class Bench:
                     run.info["packets_dropped"] = c["dropped"]
                     run.info["drop_percent"] = round(100 * c["dropped"] / c["seen"], 2) if c["seen"] else None
                     self.record(run)
+                    if kind != "TCP":
+                        self.note_batching(run)
         lab.down()
 
     def rss(self) -> None:
@@ -646,6 +688,21 @@ def verdicts(summaries: dict[str, Summary], args: argparse.Namespace, skipped: d
     return out
 
 
+def information(summaries: dict[str, Summary]) -> list[dict]:
+    """Ratios shown for information, with no target: what UDP GSO/GRO batching buys (issue 4's hot path)."""
+    on, off = summaries.get(ROW_GSO_ON), summaries.get(ROW_GSO_OFF)
+    a, b = (on.median("mbps") if on else None), (off.median("mbps") if off else None)
+    value = a / b if a is not None and b else None
+    return [{"info": "rudp 1468-byte blocks goodput: GSO/GRO on / off, clean loopback", "value": value}]
+
+
+def info_lines(items: list[dict]) -> list[str]:
+    return [
+        f"{'INFO':<5} {v['info']:<62} {'n/a' if v['value'] is None else format(v['value'], '.2f'):>7}"
+        for v in items
+    ]
+
+
 def verdict_lines(items: list[dict]) -> list[str]:
     lines = []
     for v in items:
@@ -772,6 +829,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== issue 4 targets")
     for line in verdict_lines(items):
         print(line)
+    info = information(summaries)
+    for line in info_lines(info):
+        print(line)
     if args.json:
         payload = {
             "host": platform.node(),
@@ -780,6 +840,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()},
             "runs": [asdict(r) | {"mbps": r.mbps} for r in bench.runs],
             "targets": items,
+            "info": info,
             "skipped": bench.skipped,
             "notes": bench.notes,
             "interrupted": interrupted,

@@ -55,7 +55,7 @@ class Finished:
 
 
 class Proc:
-    def __init__(self, argv: list[str], *, cwd: str | None = None) -> None:
+    def __init__(self, argv: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None) -> None:
         self.argv = [str(a) for a in argv]
         self.lines: queue.Queue[str] = queue.Queue()
         self._out: list[str] = []
@@ -69,6 +69,7 @@ class Proc:
             text=True,
             errors="replace",
             cwd=cwd,
+            env=None if env is None else {**os.environ, **env},
             start_new_session=True,
         )
         _LIVE.append(self)
@@ -170,8 +171,9 @@ def status_kib(pid: int) -> dict[str, int]:
     return out
 
 
-def spawn(argv: list, *, cwd: str | None = None) -> Proc:
-    return Proc(argv, cwd=cwd)
+def spawn(argv: list, *, cwd: str | None = None, env: dict[str, str] | None = None) -> Proc:
+    """Start ``argv``; ``env`` adds to (or overrides) this process's environment."""
+    return Proc(argv, cwd=cwd, env=env)
 
 
 def kill_all() -> None:
