@@ -13,8 +13,8 @@ What each row times (the transfer itself, not process start-up):
   ``rudp-recv --once --json``.
 * rudp 1468-byte block rows (clean group): the same upload with Ethernet-sized blocks, once with UDP GSO/GRO
   batching (rudp.net.batching) and once with RUDP_NO_GSO=1 in both processes; their goodput ratio is printed
-  under the targets as INFO (no target).  A note per row says how much was batched, and on the veth rows whether
-  the kernel refused GSO (offloads are off there) and rudp fell back to one datagram per call.
+  under the targets as INFO (no target).  A note per rudp row says how much was batched, or whether the kernel
+  refused GSO (possible on the veth rows, whose offloads are off) and rudp fell back to one datagram per call.
 * curl rows (tftpd-hpa and rudp-recv --serve as servers): curl's ``%{time_total}``, the same client both times.
 * Loss rows run in two network namespaces joined by a veth pair (see benchlib/netlab.py): nftables drops N % of
   the UDP and TCP packets arriving in each namespace, so both directions lose N %; the measured drop fraction is
@@ -211,8 +211,10 @@ class Bench:
         return report, done
 
     def note_batching(self, run: Run) -> None:
-        """A note (once per row) on what UDP GSO/GRO did: batched, off, or refused by the kernel (the veth rows
-        turn checksum offload off, so the kernel answers a GSO send with EIO and rudp sends one at a time)."""
+        """A note (once per row) on what UDP GSO/GRO did: batched, off, or refused by the kernel.  The veth rows
+        turn every offload off: older kernels then refuse a GSO send (EIO) and rudp sends one datagram at a time;
+        newer ones (seen on 6.18) accept it and segment in software before the veth, so the loss rule still sees
+        single datagrams (``netlab.Lab.check_segmentation``)."""
         sender = run.info.get("sender", {}).get("stats", {})
         receiver = run.info.get("receiver", {}).get("stats", {})
         if not run.ok or "gso_sends" not in sender or any(n.startswith(f"{run.row}: ") for n in self.notes):
