@@ -115,7 +115,11 @@ def test_datagram_from_a_wrong_tid_gets_error_5_and_the_transfer_goes_on(server,
     assert decode(reply) == Error(ErrorCode.UNKNOWN_TID, "Unknown transfer ID") and addr[1] == ports[0]
     sender.join(timeout=60)
     assert outcome["r"].ok and (tmp_path / "served" / "tid.bin").read_bytes() == data
-    assert server.results[-1].stats["wrong_tid"] == 1
+    # The client has its final ACK a moment before the server's thread records the result: wait for it.
+    deadline = time.monotonic() + 10
+    while not server.results and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert server.results and server.results[-1].stats["wrong_tid"] == 1
 
 
 def test_a_client_reusing_its_port_gets_a_new_transfer_while_the_last_one_dallies(server, tmp_path):
