@@ -18,7 +18,8 @@ Each datagram passes through these stages, in this order; a datagram dropped at 
    ``queue`` or more, the datagram is dropped (``lost_queue``); otherwise it departs at
    ``max(now, last departure) + serialisation time``.  So a burst of up to ``queue`` datagrams offered at once
    is absorbed without loss, and a sustained overload of twice the rate loses about half.  Without ``rate`` a
-   datagram "departs" at ``now``.
+   datagram "departs" at ``now``.  A channel whose datagrams already are whole IP packets (the network lab's TUN
+   relay) is built with ``header_bytes=0`` so that no header is counted twice.
 2. **Burst loss** (only with ``burst = (p, r)``).  A two-state Gilbert-Elliott chain that starts in the good
    state and steps once per datagram reaching this stage: good -> bad with probability ``p``, bad -> good with
    probability ``r``; the step comes first, then a datagram in the bad state is lost (``lost_burst``).  The
@@ -165,8 +166,9 @@ class Counters:
 class Channel:
     """One direction.  Pure and seeded: no clock, no global random; identical inputs -> identical outputs."""
 
-    def __init__(self, impairment: Impairment, rng: random.Random) -> None:
+    def __init__(self, impairment: Impairment, rng: random.Random, *, header_bytes: int = HEADER_BYTES) -> None:
         self.impairment = impairment
+        self.header_bytes = header_bytes  # added to each datagram's length on the bottleneck
         self.counters = Counters()
         self.bad = False  # the Gilbert-Elliott state
         self._departures: deque[float] = deque()  # departure times of datagrams admitted to the bottleneck
@@ -197,7 +199,7 @@ class Channel:
                 counters.lost_queue += 1
                 return []
             start = max(now, self._departures[-1]) if self._departures else now
-            departure = start + (len(data) + HEADER_BYTES) * 8 / imp.rate
+            departure = start + (len(data) + self.header_bytes) * 8 / imp.rate
             self._departures.append(departure)
 
         # 2. Gilbert-Elliott burst loss: step the chain, then lose the datagram in the bad state.
