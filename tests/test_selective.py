@@ -75,6 +75,15 @@ def test_one_lost_block_is_the_only_block_sent_again(run):
     assert sender.stats.retransmissions == 1 and sender.stats.timeouts == 0  # found by SACK, not by timer
 
 
+def test_loss_detection_keeps_no_more_than_the_blocks_in_flight():
+    # The sender finds lost blocks in transmission order; what it keeps for that must not grow with the file.
+    data = bytes(range(256)) * 2 * 600  # 600 blocks of 512 bytes through a window of 16
+    link = upload(data, SR, drop=once(lambda p: isinstance(p, Data) and p.block == 300), delay=0.01)
+    sender = link.client
+    assert bytes(link.received) == data and sender.stats.retransmissions == 1
+    assert len(sender._tx_order) <= 2 * SR.windowsize  # what was delivered has been let go
+
+
 def test_duplicated_sacks_and_data_cost_no_extra_blocks():
     link = upload(DATA, SR, dup=lambda d, p, i: True, delay=0.01)  # every datagram arrives twice
     assert bytes(link.received) == DATA

@@ -48,6 +48,8 @@ would drop most of it and make every window a retransmission.
 
 from __future__ import annotations
 
+from collections import deque
+
 from rudp.core.config import TransferConfig
 from rudp.core.congestion import PACING_BURST, CongestionControl, FixedWindow, make_congestion_control
 from rudp.core.events import Negotiated
@@ -80,6 +82,7 @@ class SendingSession(Session):
         self._last_tx: dict[int, int] = {}  # selective repeat: block -> sequence number of its latest transmission
         self._last_tx_at: dict[int, float] = {}  # block -> when its latest transmission left
         self._tx_count = 0  # transmissions so far
+        self._tx_order: deque[tuple[int, int]] = deque()  # selective repeat: (tx number, block), oldest first
         self._delivered_tx = 0  # selective repeat: the latest transmission known to have arrived
         self._sacked: set[int] = set()  # selective repeat: blocks beyond base the receiver reported holding
         self.congestion: CongestionControl = FixedWindow(max_window=1)  # chosen once the window is negotiated
@@ -191,6 +194,7 @@ class SendingSession(Session):
             self._last_tx_at[block] = now
             if selective:
                 self._last_tx[block] = self._tx_count
+                self._tx_order.append((self._tx_count, block))
             elif block == self._base:
                 self._window_sent_at = now
             self._send(encode_data(block % _WIRE, self._blocks[block]))
@@ -221,6 +225,7 @@ class SendingSession(Session):
         self._sent_at.pop(block, None)  # Karn's rule
         self._tx_count += 1
         self._last_tx[block] = self._tx_count
+        self._tx_order.append((self._tx_count, block))
         self._last_tx_at[block] = now
         self._send(encode_data(block % _WIRE, self._blocks[block]))
 
@@ -271,13 +276,21 @@ class SendingSession(Session):
         if advanced or fresh:
             self._deadline = None  # progress: the timer restarts from now (RFC 6298 section 5.3)
             self.congestion.on_acked(blocks=fresh, now=now, rtt=self.rtt)
-        if self._sacked:
-            lost_before = self._delivered_tx - PACKET_THRESHOLD  # transmissions at or before this are lost
-            for missing in range(self._base, self._next):
-                if missing not in self._sacked and self._last_tx.get(missing, lost_before + 1) <= lost_before:
-                    sent_tx = self._last_tx[missing]
-                    self.congestion.on_lost(sent_tx=sent_tx, current_tx=self._tx_count, now=now, rtt=self.rtt)
-                    self._resend(missing, now)
+        # Loss detection, in transmission order (so a SACK costs what it reports, not the whole window): every
+        # transmission at or before ``lost_before`` whose block is still missing (neither acknowledged, nor
+        # SACKed, nor sent again since) is lost, if some block beyond base was SACKed.
+        lost_before = self._delivered_tx - PACKET_THRESHOLD
+        order, last_tx, sacked = self._tx_order, self._last_tx, self._sacked
+        while order and order[0][0] <= lost_before:
+            tx, missing = order[0]
+            if last_tx.get(missing) != tx or missing in sacked:
+                order.popleft()  # delivered, or superseded by a later copy with its own entry
+                continue
+            if not sacked:
+                break  # nothing beyond base arrived: no evidence yet (the timer's probe will find out)
+            order.popleft()
+            self.congestion.on_lost(sent_tx=tx, current_tx=self._tx_count, now=now, rtt=self.rtt)
+            self._resend(missing, now)
         self._next = max(self._next, self._base)
         self._pump(now)
         if self._deadline is None:
