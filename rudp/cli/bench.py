@@ -234,7 +234,7 @@ def _run_one(runner: Any, job: Job, timeout: float) -> Measurement:
 def _describe(m: Measurement) -> str:
     what = f"{m.protocol:<13} {m.scenario.label} #{m.repeat + 1}: "
     if m.goodput is None:
-        return what + f"FAILED: {m.error}"
+        return what + ("capped with nothing received" if m.status == "capped" else f"FAILED: {m.error}")
     tail = " (capped)" if m.status == "capped" else ""
     return what + f"{m.goodput / 1e6:.2f} Mbit/s in {m.seconds:.2f} s{tail}"
 
