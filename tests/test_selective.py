@@ -10,6 +10,7 @@ from memlink import SERVER, download, once, upload
 from rudp.core.client import WriteClient
 from rudp.core.config import TransferConfig
 from rudp.core.options import OptionError, accept_oack, request_options, server_negotiate
+from rudp.core.receiving import MAX_ACK_DELAY, PAUSE_GAPS
 from rudp.core.sack import MAX_REPORTED, build_bitmap, held_blocks
 from rudp.core.server import WriteServer
 from rudp.wire.codec import decode, encode
@@ -238,3 +239,51 @@ def test_a_server_never_grants_a_window_holding_more_than_its_memory_budget():
     assert ("windowsize", "128") in oack
     small = server_negotiate(request, TransferConfig(windowsize=65535, max_window_bytes=1000), file_size=10)[1]
     assert small.windowsize == 1
+
+
+# ---------------------------------------------------------------------------------------------- SACK pacing
+def sack_receiver() -> WriteServer:
+    options = (("blksize", "512"), ("windowsize", "64"), ("sack", "1"))
+    session = WriteServer(WriteRequest("f.bin", "octet", options), ("127.0.0.1", 4000), SR_SERVER, now=0.0)
+    assert any(decode(d) == OptionAck(options) for d, _ in session.datagrams_to_send())
+    return session
+
+
+def sacks(session: WriteServer) -> list[SelectiveAck | Ack]:
+    return [p for d, _ in session.datagrams_to_send() if isinstance(p := decode(d), (SelectiveAck, Ack))]
+
+
+SR_SERVER = TransferConfig(blksize=512, windowsize=64)
+
+
+def test_a_receiver_faster_than_the_link_acknowledges_every_few_blocks_not_every_one():
+    session = sack_receiver()
+    t, sent = 0.0, 0
+    for block in range(1, 41):  # a steady flow: one block every 120 µs, each read alone (the socket then empty)
+        t += 120e-6
+        session.receive_datagram(encode(Data(block, b"d" * 512)), ("127.0.0.1", 4000), now=t)
+        answered = len(sacks(session))
+        sent += answered
+        wake = session.get_timer()
+        assert wake is not None and (answered or wake <= t + PAUSE_GAPS * 120e-6 + 1e-9)  # a SACK is pending
+    every = min(64 // 4, 8)
+    assert sent == 1 + 39 // every  # block 1 at once (no gap known yet), then one SACK per ``every`` blocks
+
+
+def test_a_pause_in_the_flow_is_acknowledged_after_two_usual_gaps():
+    session = sack_receiver()
+    t = 0.0
+    for block in range(1, 4):
+        t += 100e-6
+        session.receive_datagram(encode(Data(block, b"d" * 512)), ("127.0.0.1", 4000), now=t)
+        assert sacks(session) == ([SelectiveAck(1, b"")] if block == 1 else [])  # at once: no gap known yet
+    assert session.get_timer() == pytest.approx(t + PAUSE_GAPS * 100e-6)  # no DATA for two gaps: a pause
+    session.handle_timer(now=t + 150e-6)
+    assert sacks(session) == []  # not yet
+    session.handle_timer(now=t + 200e-6)
+    assert sacks(session) == [SelectiveAck(3, b"")]  # the in-order run so far
+    # a long gap makes the usual gap long, but a pending SACK never waits more than MAX_ACK_DELAY
+    t += 0.004
+    session.receive_datagram(encode(Data(4, b"d" * 512)), ("127.0.0.1", 4000), now=t)
+    assert sacks(session) == []
+    assert session.get_timer() == pytest.approx(t + MAX_ACK_DELAY)

@@ -116,7 +116,10 @@ def test_rtt_samples_survive_the_16_bit_block_number_rollover():
     )
     result = simulate(config)
     assert result.ok and result.server["blocks"] == 76_801
-    assert result.rtt["samples"] == 76_801 and result.rtt["min"] == result.rtt["max"] == 0.02
+    assert result.rtt["samples"] == 76_801 and result.rtt["min"] == 0.02
+    # A block is acknowledged with the next few (the receiver coalesces SACKs while DATA keeps coming), never
+    # much later than its own round trip.
+    assert result.rtt["max"] < 0.02 + 0.005
 
 
 # --------------------------------------------------------------------------------------------- ladder
