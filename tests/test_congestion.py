@@ -35,6 +35,7 @@ def rtt_with(min_rtt: float, latest: float) -> RttEstimator:
 
 CLEAR = rtt_with(0.050, 0.051)  # 1 ms over the minimum: no queue
 QUEUED = rtt_with(0.050, 0.070)  # 20 ms over: a queue (threshold max(2 ms, 50/8 ms))
+DEEP = rtt_with(0.050, 0.100)  # 50 ms over: a deep queue
 
 
 def test_slow_start_doubles_then_growth_is_proportional_and_capped():
@@ -42,10 +43,16 @@ def test_slow_start_doubles_then_growth_is_proportional_and_capped():
     assert cc.window() == INITIAL_WINDOW
     cc.on_acked(blocks=10, now=1.0, rtt=CLEAR)
     assert cc.window() == 20  # one block per block acknowledged
-    cc.on_acked(blocks=5, now=1.1, rtt=QUEUED)  # a queue: slow start ends, no growth
-    assert cc.window() == 20 and cc.ssthresh == 20
+    # a queue: slow start ends, and its overshoot goes (x min RTT / latest RTT: 50/70)
+    cc.on_acked(blocks=5, now=1.1, rtt=QUEUED)
+    assert cc.ssthresh == cc.cwnd == pytest.approx(20 * 50 / 70)
+    cc.on_acked(blocks=5, now=1.15, rtt=QUEUED)  # after slow start a queue only stops growth
+    assert cc.ssthresh == cc.cwnd == pytest.approx(20 * 50 / 70)
     cc.on_acked(blocks=20, now=1.2, rtt=CLEAR)
-    assert cc.window() == 22  # 20 + 20/8: an eighth of the window per round trip
+    assert cc.cwnd == pytest.approx(20 * 50 / 70 + 20 * GROWTH)  # an eighth of the window per round trip
+    deep = DelayGatedAimd(max_window=1000)
+    deep.on_acked(blocks=10, now=1.0, rtt=rtt_with(0.050, 0.200))
+    assert deep.cwnd == pytest.approx(10 / 2)  # at most halved, though 50/200 would say a quarter
     capped = DelayGatedAimd(max_window=12)
     capped.on_acked(blocks=100, now=1.0, rtt=CLEAR)
     assert capped.window() == 12
@@ -57,11 +64,12 @@ def test_loss_with_a_queue_shrinks_once_per_episode_and_random_loss_changes_noth
     cc.on_lost(sent_tx=50, current_tx=120, now=1.1, rtt=CLEAR)
     assert cc.window() == 100 and cc.random_losses == 1  # no queue: radio loss, not congestion
     cc.on_lost(sent_tx=60, current_tx=130, now=1.2, rtt=QUEUED)
-    assert cc.window() == int(100 * BETA) and cc.reductions == 1
+    # a shallow queue: shrink to what the path holds without it (x min RTT / latest RTT = 50/70)
+    assert cc.cwnd == pytest.approx(100 * 50 / 70) and cc.reductions == 1
     cc.on_lost(sent_tx=125, current_tx=140, now=1.25, rtt=QUEUED)  # sent before the reduction: same episode
-    assert cc.window() == 70 and cc.reductions == 1
-    cc.on_lost(sent_tx=131, current_tx=150, now=1.3, rtt=QUEUED)  # sent after it: a new episode
-    assert cc.window() == 49 and cc.reductions == 2
+    assert cc.cwnd == pytest.approx(100 * 50 / 70) and cc.reductions == 1
+    cc.on_lost(sent_tx=131, current_tx=150, now=1.3, rtt=DEEP)  # sent after it: a new episode
+    assert cc.cwnd == pytest.approx(100 * 50 / 70 * BETA) and cc.reductions == 2  # a deep one: never below BETA
 
 
 def test_a_timeout_halves_but_never_below_the_minimum():

@@ -13,9 +13,13 @@ exceeds ``max(QUEUE_DELAY_FLOOR, min_rtt / 8)``.
 
 * Growth: in slow start the window grows by one block per block acknowledged (doubling each round trip); after
   it, by one block per window acknowledged.  While the path is congested the window does not grow, and slow
-  start ends (a queue is building: the window has reached the bottleneck's capacity).
-* Loss while congested: a bottleneck queue overflowed.  The window shrinks to ``BETA`` (0.7, CUBIC's) of
-  itself, once per round trip (losses of blocks sent before the reduction belong to the same episode).
+  start ends (a queue is building: the window has reached the bottleneck's capacity).  Slow start has then
+  overshot (the window doubled once more since the queue began), so the window drops to what the path holds
+  without the queue: times min RTT / latest RTT, at most halved.
+* Loss while congested: a bottleneck queue overflowed, or a loss met a queue.  The window shrinks to what the
+  path holds without the queue (times min RTT / latest RTT), but never below ``BETA`` (0.7, CUBIC's) of
+  itself, once per round trip (losses of blocks sent before the reduction belong to the same episode); so a
+  random loss that meets a small queue costs a few percent, not 30 % of the link.
 * Loss while not congested: random loss (radio, a lossy link).  The window is left alone: throttling would only
   slow the transfer down, which is what makes TCP CUBIC crawl at 1-2 % random loss.
 * Timer expiry: the ACK clock stopped.  The window halves (not to one block: a lost window tail on a lossy link
@@ -136,6 +140,13 @@ class DelayGatedAimd(CongestionControl):
 
     def on_acked(self, *, blocks: int, now: float, rtt: RttEstimator) -> None:
         if congested(rtt):
+            if self.cwnd < self.ssthresh:
+                # Slow start overshot: the window doubled once more since the queue began.  Leave it at what the
+                # path holds without that queue (x min RTT / latest RTT, at most halved), or rudp would sit on a
+                # standing queue of its own making for the rest of the transfer.
+                least, latest = rtt.stats.min_rtt, rtt.stats.latest
+                if least and latest:
+                    self.cwnd = max(float(MIN_WINDOW), self.cwnd * max(0.5, least / latest))
             self.ssthresh = min(self.ssthresh, self.cwnd)  # a queue is building: slow start is over
             return
         if self.cwnd < self.ssthresh:
@@ -150,7 +161,11 @@ class DelayGatedAimd(CongestionControl):
         if not congested(rtt):
             self.random_losses += 1
             return
-        self.cwnd = max(float(MIN_WINDOW), self.cwnd * BETA)
+        # Shrink to what the path holds without the queue (the window times min RTT / latest RTT), and by
+        # no more than BETA: a loss met with a small standing queue costs a little, not 30 % of the link.
+        least, latest = rtt.stats.min_rtt, rtt.stats.latest
+        factor = max(BETA, least / latest) if least and latest else BETA
+        self.cwnd = max(float(MIN_WINDOW), self.cwnd * factor)
         self.ssthresh = self.cwnd
         self._recovery_tx = current_tx
         self.reductions += 1
