@@ -27,6 +27,9 @@ def run(argv: Sequence[str] | None) -> int:
     parser.add_argument("--dir", default=".", help="directory to receive into and serve from (default: .)")
     parser.add_argument("--once", action="store_true", help="exit after one transfer, with its exit code")
     parser.add_argument("--overwrite", action="store_true", help="let uploads replace existing files")
+    parser.add_argument(
+        "--mkdirs", action="store_true", help="let uploads create missing directories inside --dir (mode 0755)"
+    )
     parser.add_argument("--serve", action="store_true", help="also answer downloads (read requests) from --dir")
     parser.add_argument(
         "--max-size", type=parse_size, metavar="BYTES", help="refuse uploads larger than this (e.g. 100M)"
@@ -51,6 +54,7 @@ def run(argv: Sequence[str] | None) -> int:
         port=args.port,
         serve=args.serve,
         overwrite=args.overwrite,
+        mkdirs=args.mkdirs,
         transfer=transfer,
     )
 

@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 A peer's file name is checked as text first, before the filesystem is touched (:func:`split_name`): empty names,
-NUL bytes, absolute paths, backslashes and any ``..`` component are refused with code 2; empty and ``.``
-components are dropped.  Text checks alone cannot stop an escape through a symbolic link, nor a race with
-someone renaming directories, so the name is then resolved by the kernel relative to a descriptor of the served
+NUL bytes, other control characters (bytes 0x01-0x1f and 0x7f: they hide in terminals and logs), absolute paths,
+backslashes and any ``..`` component are refused with code 2; empty and ``.`` components are dropped.  Text
+checks alone cannot stop an escape through a symbolic link, nor a race with someone renaming directories, so the
+name is then resolved by the kernel relative to a descriptor of the served
 directory that :class:`Root` holds open:
 
 * Linux openat2(2) with ``RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`` (Linux 5.6+).  The kernel refuses, with
@@ -22,8 +23,11 @@ it, which is how the tests exercise the fallback on a modern kernel.
 Reading opens with ``O_NONBLOCK`` so that a FIFO cannot block the server, then requires a regular file
 (``fstat``) and only then clears ``O_NONBLOCK``.  Writing resolves the *parent* directory the same way and hands
 its descriptor to :class:`rudp.fs.files.AtomicWriter`, which never follows a link in the final component.
-Directories are never created.  A missing parent directory is code 1 ("directory not found"): nothing by that
-name exists, which is what code 1 says, and it tells the user which part of the name to fix.
+Directories are created only when asked (``mkdirs=True``, ``rudp-recv --mkdirs``): the deepest existing parent is
+resolved as above, then each missing component is made with ``mkdirat`` (mode 0755 minus the umask) relative to
+its parent's descriptor and opened with ``O_NOFOLLOW``, so a symlink raced into its place is refused, never
+followed.  Otherwise a missing parent directory is code 1 ("directory not found"): nothing by that name exists,
+which is what code 1 says, and it tells the user which part of the name to fix.
 
 Error codes (RFC 1350): 1 file not found, 2 access violation (bad name, escape, symlink, permission, not a
 regular file), 6 file already exists.  Messages never reveal the served directory's own path.
@@ -60,6 +64,8 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOCTTY = getattr(os, "O_NOCTTY", 0)
 _DIR_FLAGS = (_O_PATH or os.O_RDONLY) | os.O_DIRECTORY | _O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | _O_NOCTTY | _O_CLOEXEC
+_DIR_MODE = 0o755  # directories made by mkdirs=True, minus the umask
+_CONTROL = bytes(range(1, 0x20)) + b"\x7f"
 
 
 class _OpenHow(ctypes.Structure):
@@ -122,6 +128,8 @@ def split_name(name: str | bytes) -> tuple[bytes, ...]:
         raise PathRefused(refuse, "empty file name")
     if b"\0" in raw:
         raise PathRefused(refuse, "NUL byte in file name")
+    if raw.translate(None, _CONTROL) != raw:
+        raise PathRefused(refuse, "control character in file name")
     if raw.startswith(b"/"):
         raise PathRefused(refuse, "absolute paths are not allowed")
     if b"\\" in raw:
@@ -218,17 +226,46 @@ class Root:
         file.name = os.fsdecode(b"/".join(parts))  # FileIO.name is writable
         return file, st.st_size
 
+    def _open_parent(self, parts: tuple[bytes, ...], *, mkdirs: bool) -> int:
+        """Open the directory ``parts`` (empty: the root) beneath the root, making missing ones if ``mkdirs``."""
+        try:
+            return self._open(parts or (b".",), _DIR_FLAGS)
+        except OSError as exc:
+            if not mkdirs or exc.errno != errno.ENOENT:
+                raise
+        # The deepest existing ancestor, resolved as safely as any name; then one new component at a time,
+        # each relative to its parent's descriptor: mkdirat never follows a link in its last component, and
+        # O_NOFOLLOW refuses a link someone swapped in between the mkdirat and the open.
+        dir_fd = self._open((b".",), _DIR_FLAGS)
+        try:
+            for depth, part in enumerate(parts, 1):
+                try:
+                    next_fd = self._open(parts[:depth], _DIR_FLAGS)
+                except FileNotFoundError:
+                    try:
+                        os.mkdir(part, _DIR_MODE, dir_fd=dir_fd)
+                    except FileExistsError:
+                        pass  # made meanwhile by someone else: the no-follow open below checks what it is
+                    next_fd = self._open_component(part, _DIR_FLAGS, dir_fd)
+                os.close(dir_fd)
+                dir_fd = next_fd
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        return dir_fd
+
     def open_for_write(
-        self, name: str | bytes, *, overwrite: bool, mode: int = 0o644, fsync: bool = False
+        self, name: str | bytes, *, overwrite: bool, mode: int = 0o644, fsync: bool = False, mkdirs: bool = False
     ) -> AtomicWriter:
         """Start writing ``name``; nothing appears under it until :meth:`AtomicWriter.commit`.
 
+        ``mkdirs`` makes missing parent directories (mode 0755 minus the umask), beneath the root only.
         Raises :class:`PathRefused`: 1 parent directory missing, 2 bad name / escape / symlink / permission /
         destination is a directory or a symlink, 6 exists and ``overwrite`` is false (checked again at commit).
         """
         parts = split_name(name)
         try:
-            dir_fd = self._open(parts[:-1] or (b".",), _DIR_FLAGS)
+            dir_fd = self._open_parent(parts[:-1], mkdirs=mkdirs)
         except OSError as exc:
             raise refusal_from_oserror(exc, not_found="directory not found") from exc
         return AtomicWriter(

@@ -41,6 +41,7 @@ class ServerConfig:
     port: int = 69
     serve: bool = False  # answer read requests (downloads)
     overwrite: bool = False  # let uploads replace existing files
+    mkdirs: bool = False  # let uploads create missing parent directories (beneath the directory only)
     transfer: TransferConfig = TransferConfig(blksize=65464, windowsize=64)
 
 
@@ -228,7 +229,9 @@ class Server:
                     return
                 source, size = self.root.open_for_read(request.filename)
             else:
-                sink = self.root.open_for_write(request.filename, overwrite=self.config.overwrite)
+                sink = self.root.open_for_write(
+                    request.filename, overwrite=self.config.overwrite, mkdirs=self.config.mkdirs
+                )
         except FsError as exc:
             self._refuse(client, exc.code, exc.message)
             return
