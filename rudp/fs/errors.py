@@ -51,6 +51,7 @@ _OPEN_ERRORS: dict[int, tuple[ErrorCode, str]] = {
     errno.EPERM: (ErrorCode.ACCESS_VIOLATION, "permission denied"),
     errno.EROFS: (ErrorCode.ACCESS_VIOLATION, "read-only file system"),
     errno.EISDIR: (ErrorCode.ACCESS_VIOLATION, "is a directory"),
+    errno.ENXIO: (ErrorCode.ACCESS_VIOLATION, "not a regular file"),  # a socket, or a device with no driver
     errno.ENAMETOOLONG: (ErrorCode.ACCESS_VIOLATION, "file name too long"),
     errno.EEXIST: (ErrorCode.FILE_EXISTS, "file already exists"),
     errno.ENOSPC: (ErrorCode.DISK_FULL, "disk full or allocation exceeded"),

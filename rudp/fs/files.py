@@ -29,7 +29,9 @@ fast links.  With ``fsync=True`` the file is synced before the move and the dire
 
 A destination that is a directory is refused (code 2), and so is one that is a symbolic link: replacing the link
 would silently detach whatever the administrator linked there, and writing through it could leave the directory.
-The file is created with ``mode`` (default ``0o644``) filtered by the process umask, like ``open(2)``.
+The file is created with ``mode`` (default ``0o644``) filtered by the process umask, like ``open(2)``, and never
+with an execute, set-id or sticky bit (``mode & 0o666``): a peer's upload must not become a program.  A
+destination that is not a regular file (a FIFO, socket or device node) is refused too (code 2).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DEFAULT_BUFFER = 256 * 1024
 _IOV_MAX = 1024  # chunks per writev (Linux's IOV_MAX)
+_FILE_MODE_MASK = 0o666  # created files are never executable, set-id or sticky
 
 
 class _State(enum.Enum):
@@ -145,6 +148,8 @@ class AtomicWriter:
             raise PathRefused(ErrorCode.ACCESS_VIOLATION, "is a directory")
         if stat.S_ISLNK(st.st_mode):
             raise PathRefused(ErrorCode.ACCESS_VIOLATION, "will not replace a symbolic link")
+        if not stat.S_ISREG(st.st_mode):
+            raise PathRefused(ErrorCode.ACCESS_VIOLATION, "not a regular file")
         if not self._overwrite:
             raise PathRefused(ErrorCode.FILE_EXISTS, "file already exists")
 
@@ -154,7 +159,7 @@ class AtomicWriter:
             token = secrets.token_hex(8).encode()
             temp = b".%s.%s%s" % (self._final[:_TEMP_NAME_KEEP], token, TEMP_SUFFIX.encode())
             try:
-                return temp, os.open(temp, flags, mode, dir_fd=self._dir_fd)
+                return temp, os.open(temp, flags, mode & _FILE_MODE_MASK, dir_fd=self._dir_fd)
             except FileExistsError:
                 continue  # 64 random bits collided (or someone planted the name): draw again
             except OSError as exc:
