@@ -47,7 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import netlab, procs  # noqa: E402
 
-TCP_PEER = str(Path(__file__).resolve().parent / "benchlib" / "tcp_peer.py")
+TCP_PEER = ["-m", "rudp.bench.tcp_peer"]  # the same TCP baseline as rudp-bench's
 BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
 ROW_GSO_ON = "rudp 1468-byte blocks, GSO/GRO"
@@ -250,9 +250,9 @@ class Bench:
         timeout = self.timeout_for(size)
         receiver = sender = None
         try:
-            receiver = procs.spawn([*recv_ns, sys.executable, TCP_PEER, "recv", addr, self.rcv, "copy"])
+            receiver = procs.spawn([*recv_ns, sys.executable, *TCP_PEER, "recv", addr, self.rcv, "copy"])
             port = json.loads(receiver.wait_line(15))["port"]
-            argv = [*send_ns, sys.executable, TCP_PEER, "send", path, procs.check_destination(addr), port]
+            argv = [*send_ns, sys.executable, *TCP_PEER, "send", path, procs.check_destination(addr), port]
             if self.args.tcp_cc:
                 argv.append(self.args.tcp_cc)
             sender = procs.spawn(argv)

@@ -1,12 +1,14 @@
 """The TCP baseline's two ends, run as separate processes (so either can run inside a network namespace).
 
-    python tcp_peer.py recv ADDR DIR NAME     listens on ADDR port 0, prints {"port": P}, accepts one connection,
-                                              writes everything into DIR/NAME (recv_into one reused buffer),
-                                              closes the file, prints {"bytes", "t_accept", "t_closed"}
-    python tcp_peer.py send FILE ADDR PORT [CC]  prints {"t_connect", "t_sent", "cc"} after socket.sendfile
+    python -m rudp.bench.tcp_peer recv ADDR DIR NAME
+        listens on ADDR port 0, prints {"port": P}, accepts one connection, writes everything into DIR/NAME
+        (recv_into one reused buffer), closes the file, prints {"bytes", "t_accept", "t_closed"}
+    python -m rudp.bench.tcp_peer send FILE ADDR PORT [CC]
+        prints {"t_connect", "t_sent", "cc"} after socket.sendfile
 
 Times are ``time.monotonic()``: CLOCK_MONOTONIC is one clock for every process on the machine (network namespaces
-do not change it), so the benchmark times a transfer as receiver ``t_closed`` minus sender ``t_connect``.
+do not change it), so rudp-bench and tools/bench_speed.py time a transfer as receiver ``t_closed`` minus sender
+``t_connect``.
 """
 
 from __future__ import annotations
