@@ -138,7 +138,7 @@ def test_a_client_reusing_its_port_gets_a_new_transfer_while_the_last_one_dallie
     assert (tmp_path / "served" / "two").read_bytes() == b"second file"
 
 
-def test_a_request_repeated_while_its_transfer_runs_is_ignored(server, tmp_path):
+def test_a_request_repeated_while_its_transfer_runs_starts_no_second_transfer(server, tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.settimeout(3)
         request = encode(WriteRequest("dup.bin", "octet"))
@@ -146,6 +146,8 @@ def test_a_request_repeated_while_its_transfer_runs_is_ignored(server, tmp_path)
         reply, tid = client.recvfrom(2000)
         assert decode(reply) == Ack(0)
         client.sendto(request, ("127.0.0.1", server.port))  # as if our request had been resent
+        reply, again = client.recvfrom(2000)  # our address is unproven: the same transfer answers once more
+        assert decode(reply) == Ack(0) and again == tid
         client.settimeout(0.5)
         with pytest.raises(TimeoutError):
             client.recvfrom(2000)  # no second transfer, no second ACK 0 from a new port

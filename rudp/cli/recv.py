@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -34,6 +35,42 @@ def run(argv: Sequence[str] | None) -> int:
     parser.add_argument(
         "--max-size", type=parse_size, metavar="BYTES", help="refuse uploads larger than this (e.g. 100M)"
     )
+    limits = parser.add_argument_group("limits (README: Security)")
+    limits.add_argument(
+        "--max-transfers",
+        type=_limit,
+        default=64,
+        metavar="N",
+        help="unfinished transfers at once, in total (default 64; 0: no limit)",
+    )
+    limits.add_argument(
+        "--max-per-client",
+        type=_limit,
+        default=8,
+        metavar="N",
+        help="unfinished transfers at once from one address (default 8; 0: no limit)",
+    )
+    limits.add_argument(
+        "--rate-limit",
+        type=_rate,
+        default=20.0,
+        metavar="N/s",
+        help="requests per second from one address; more are dropped unanswered (default 20/s; 0: no limit)",
+    )
+    limits.add_argument(
+        "--rate-burst",
+        type=_positive_int,
+        default=40,
+        metavar="N",
+        help="requests one address may send at once before --rate-limit applies (default 40)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=_rate,
+        default=120.0,
+        metavar="S",
+        help="end a transfer whose peer sent nothing for S seconds (default 120; 0: only the retry budget)",
+    )
     add_transfer_options(parser, server=True)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -56,6 +93,11 @@ def run(argv: Sequence[str] | None) -> int:
         overwrite=args.overwrite,
         mkdirs=args.mkdirs,
         transfer=transfer,
+        max_transfers=args.max_transfers,
+        max_per_client=args.max_per_client,
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        idle_timeout=args.idle_timeout,
     )
 
     def report(result: TransferResult) -> None:
@@ -73,6 +115,36 @@ def run(argv: Sequence[str] | None) -> int:
             sys.stderr.flush()
         result = server.serve_forever(once=args.once)
     return result.exit_code if result is not None else ExitCode.OK
+
+
+def _limit(text: str) -> int | None:
+    """A count limit: a positive integer, or 0 for none."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value or None
+
+
+def _positive_int(text: str) -> int:
+    value = _limit(text)
+    if value is None:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _rate(text: str) -> float | None:
+    """A rate ("20", "20/s") or a duration in seconds: a positive number, or 0 for none."""
+    number = text[:-2] if text.endswith("/s") else text
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 20 or 20/s, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value or None
 
 
 main = entry_point(run)

@@ -16,6 +16,7 @@ from rudp.core.options import RequestRefused, server_negotiate
 from rudp.core.receiving import ReceivingSession
 from rudp.core.sending import SendingSession
 from rudp.core.session import Address, State
+from rudp.core.validation import AddressValidation
 from rudp.wire.codec import encode
 from rudp.wire.packets import Ack, ErrorCode, OptionAck, Packet, ReadRequest, Request, WriteRequest
 
@@ -35,7 +36,7 @@ def _for_request(config: TransferConfig, request: Request) -> TransferConfig:
     return replace(config, mode=request.mode.lower())
 
 
-class ReadServer(SendingSession):
+class ReadServer(AddressValidation, SendingSession):
     """Send a file to ``client``.  ``file_size`` is announced as tsize when asked (None: don't announce)."""
 
     def __init__(
@@ -74,7 +75,7 @@ class ReadServer(SendingSession):
         super()._on_timeout(now)
 
 
-class WriteServer(ReceivingSession):
+class WriteServer(AddressValidation, ReceivingSession):
     """Receive a file from ``client``."""
 
     def __init__(self, request: WriteRequest, client: Address, config: TransferConfig, *, now: float) -> None:

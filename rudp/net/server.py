@@ -5,9 +5,18 @@ Theory of operation
 One thread, one ``selectors`` loop.  The listening socket (dual-stack ``[::]`` unless bound to one address) only
 ever sees requests.  Each accepted request gets its own socket on a fresh port (its TID, RFC 1350 section 4), a
 sans-I/O server session, and the file it reads (``Root.open_for_read``) or writes (``Root.open_for_write``: a
-temporary file renamed into place only when the transfer completes).  A request repeated by a client whose
-first answer was lost is recognised by its source address and ignored: the transfer's own timer resends.
-Requests the server refuses are answered with one ERROR from the listening socket.
+temporary file renamed into place only when the transfer completes).  Requests the server refuses are answered
+with one ERROR from the listening socket.
+
+Limits (spec sections 13.5 and 17.1), checked in this order for each request datagram: a token bucket per
+source address (``rate_limit`` requests a second, ``burst`` at once; over it the request is dropped without an
+answer, so the server cannot be made to reflect traffic); then the caps on unfinished transfers in total
+(``max_transfers``) and per source address (``max_per_client``), answered with one ERROR 0 "server busy".  Each
+session holds back retransmissions until its client has proven it receives our datagrams (address validation,
+``rudp.core.validation``): a request repeated by a client whose first answer was lost is recognised by its
+source endpoint and, while that proof is missing, answered once more (within the same bucket); after it, the
+transfer's own timer resends.  A transfer that hears nothing from its peer for ``idle_timeout`` seconds is ended
+whatever the negotiated timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from dataclasses import dataclass, replace
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import TransferComplete
+from rudp.core.ratelimit import TokenBuckets
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
 from rudp.core.session import fmt_address
 from rudp.errors import LocalFileError, NetworkError
@@ -43,6 +53,25 @@ class ServerConfig:
     overwrite: bool = False  # let uploads replace existing files
     mkdirs: bool = False  # let uploads create missing parent directories (beneath the directory only)
     transfer: TransferConfig = TransferConfig(blksize=65464, windowsize=64)
+    max_transfers: int | None = 64  # unfinished transfers at once (None: no limit)
+    max_per_client: int | None = 8  # unfinished transfers at once from one source address
+    rate_limit: float | None = 20.0  # requests a second per source address (None: no limit)
+    rate_burst: int = 40  # requests a source may send at once before ``rate_limit`` applies
+    idle_timeout: float | None = 120.0  # seconds without a datagram from the peer before a transfer is ended
+
+    def __post_init__(self) -> None:
+        for name in ("max_transfers", "max_per_client", "rate_limit", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, not {value}")
+        if self.rate_burst < 1:
+            raise ValueError(f"rate_burst must be >= 1, not {self.rate_burst}")
+
+    @property
+    def validation_lifetime(self) -> float:
+        """How long a session waits, sending nothing more, for its client to prove its address: the local
+        retry budget (``timeout`` x (``retries`` + 1)), never a timeout the request itself asked for."""
+        return self.transfer.timeout * (self.transfer.retries + 1)
 
 
 @dataclass
@@ -53,6 +82,8 @@ class _Active:
     direction: str
     name: str
     result: TransferResult | None = None
+    heard: int = 0  # datagrams received from the peer when last looked at
+    heard_at: float = 0.0  # when that count last changed
 
 
 class Server:
@@ -68,6 +99,11 @@ class Server:
         self.clock = clock
         self.results: list[TransferResult] = []
         self.dropped_requests = 0
+        self.rate_limited = 0  # requests dropped by the per-source rate limit
+        self.busy_refusals = 0  # requests refused by max_transfers / max_per_client
+        self.answered_again = 0  # repeated requests answered again while the client's address was unproven
+        self.idle_ended = 0  # transfers ended by idle_timeout
+        self.peak_transfers = 0  # the most unfinished transfers seen at once
         try:
             self.root = Root(self.config.directory)
         except FsError as exc:
@@ -76,6 +112,10 @@ class Server:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.sock, selectors.EVENT_READ, None)
         self._active: dict[tuple, _Active] = {}
+        cfg = self.config
+        self._buckets = (
+            TokenBuckets(rate=cfg.rate_limit, burst=cfg.rate_burst) if cfg.rate_limit is not None else None
+        )
         keep_heap()
         self.accepting = True  # False: new requests are read and dropped
 
@@ -157,8 +197,10 @@ class Server:
             else:
                 key.data.transfer.receive(self.clock)
         ended = []
+        now = self.clock()
         for client, active in list(self._active.items()):
             transfer = active.transfer
+            self._check_idle(active, now)
             transfer.fire_timer(self.clock)  # receive() above ran the ritual for those that heard something
             if active.result is None and transfer.outcome is not None:
                 ended.append(self._report(active))
@@ -200,13 +242,52 @@ class Server:
                 continue
             if not self.accepting:
                 continue
+            now = self.clock()
+            if self._buckets is not None and not self._buckets.take(client[0], now=now):
+                self.rate_limited += 1  # dropped without an answer: the server reflects nothing
+                continue
             current = self._active.get(client[:2])
             if current is not None:
                 if current.transfer.outcome is None and current.request == request:
-                    continue  # a repeated request: that transfer's own timer answers it
+                    # A repeated request: the first answer was lost.  While the client has not proven its
+                    # address the session resends nothing by itself, so answer once more here; afterwards that
+                    # transfer's own timer answers it.
+                    session = current.transfer.session
+                    if isinstance(session, (ReadServer, WriteServer)) and session.answer_again(now=now):
+                        self.answered_again += 1
+                        current.transfer.service(now)
+                    continue
                 # The client has moved on (its port reused for a new request): the old session is done with.
                 self._finish(client[:2], current)
+            busy = self._busy(client)
+            if busy:
+                self.busy_refusals += 1
+                self._refuse(client, ErrorCode.NOT_DEFINED, busy)
+                continue
             self._start(request, client)
+
+    def _busy(self, client: Address) -> str | None:
+        """Why a new transfer from ``client`` would break a limit (None: it would not)."""
+        cfg = self.config
+        unfinished = [a for a in self._active.values() if a.transfer.outcome is None]
+        if cfg.max_transfers is not None and len(unfinished) >= cfg.max_transfers:
+            return "server busy: too many transfers"
+        if cfg.max_per_client is not None:
+            if sum(1 for a in unfinished if a.client[0] == client[0]) >= cfg.max_per_client:
+                return "server busy: too many transfers from your address"
+        return None
+
+    def _check_idle(self, active: _Active, now: float) -> None:
+        """End a transfer whose peer has sent nothing for ``idle_timeout`` seconds (a negotiated RFC 2349
+        timeout can otherwise keep a vanished peer's transfer, and its temporary file, for half an hour)."""
+        limit = self.config.idle_timeout
+        transfer = active.transfer
+        heard = transfer.session.stats.datagrams_received
+        if heard != active.heard:
+            active.heard, active.heard_at = heard, now
+        elif limit is not None and transfer.outcome is None and now - active.heard_at >= limit:
+            self.idle_ended += 1
+            transfer.abort(f"idle timeout: nothing from the peer for {limit:g} s")
 
     def _refuse(self, client: Address, code: int, message: str) -> None:
         try:
@@ -255,10 +336,14 @@ class Server:
             config = replace(self.config.transfer, receive_buffer=receive_buffer(sock))  # the window must fit
             session = WriteServer(request, client, config, now=now)
             direction = "recv"
+        session.require_validation(now=now, lifetime=self.config.validation_lifetime)
         transfer = Transfer(session, sock, source=source, sink=sink, started=now)
-        active = _Active(transfer, request, client, direction, request.filename)
+        active = _Active(transfer, request, client, direction, request.filename, heard_at=now)
         self._active[client[:2]] = active
         self._selector.register(sock, selectors.EVENT_READ, active)
+        self.peak_transfers = max(
+            self.peak_transfers, sum(a.transfer.outcome is None for a in self._active.values())
+        )
         transfer.service(now)
 
     def _report(self, active: _Active) -> TransferResult:
