@@ -21,6 +21,7 @@ from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TransferConfig, w
 from rudp.core.events import TransferComplete
 from rudp.errors import Interrupted, LocalFileError, UsageError, error_for_failure
 from rudp.fs import AtomicWriter, FsError
+from rudp.fs.files import file_sha256
 from rudp.net.driver import Transfer, run
 from rudp.net.sockets import Address, blksize_for_mtu, path_mtu, receive_buffer, resolve, udp_socket
 from rudp.result import TransferResult
@@ -110,8 +111,17 @@ def send_file(
         family, server = resolve(host, port)
         with udp_socket(family) as sock:
             config = fit_to_path(config, family, server, sock)
+            # rudp's sha256 option (spec 7.7): a pre-pass over the file, so the receiver can verify every byte.
+            digest = None
+            if config.digest and config.options and config.mode == "octet":
+                try:
+                    digest = file_sha256(source)
+                except OSError as exc:
+                    raise LocalFileError(f"cannot read {local}: {exc.strerror}") from None
             try:
-                session = WriteClient(remote, server, config, tsize=info.st_size, now=time.monotonic())
+                session = WriteClient(
+                    remote, server, config, tsize=info.st_size, now=time.monotonic(), sha256=digest
+                )
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
             transfer = Transfer(session, sock, source=source, started=time.monotonic())

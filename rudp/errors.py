@@ -12,6 +12,7 @@ __all__ = [
     "UsageError",
     "LocalFileError",
     "NetworkError",
+    "IntegrityError",
     "TransferError",
     "PeerError",
     "TimedOut",
@@ -32,6 +33,7 @@ class ExitCode(enum.IntEnum):
     NOTHING_LISTENING = 6  # ICMP port unreachable: no TFTP server at that address and port
     PROTOCOL = 7  # the peer broke the protocol (e.g. a bad OACK); we told it with an ERROR
     NETWORK = 8  # unknown host, network unreachable, cannot bind
+    INTEGRITY = 9  # the received file's SHA-256 differs from the sender's (rudp's sha256 option); not kept
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
@@ -53,6 +55,12 @@ class LocalFileError(RudpError):
 
 class NetworkError(RudpError):
     exit_code = ExitCode.NETWORK
+
+
+class IntegrityError(RudpError):
+    """The file received does not match the digest its sender announced; it was discarded and the peer told."""
+
+    exit_code = ExitCode.INTEGRITY
 
 
 class TransferError(RudpError):

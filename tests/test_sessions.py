@@ -18,7 +18,7 @@ from rudp.wire.packets import Ack, Data, Error, ErrorCode, OptionAck, ReadReques
 # These tests pin classic TFTP behaviour (RFC 1350's fixed timer, RFC 7440's go-back-N), so every session here
 # uses the fixed timeout and no selective repeat; the RTT-adaptive timer has its own tests in test_rtt.py and
 # selective repeat in test_selective.py.  memlink gives the server the client's modes.
-Classic = partial(TransferConfig, fixed_timeout=True, selective=False)
+Classic = partial(TransferConfig, fixed_timeout=True, selective=False, digest=False)  # no rudp extensions
 
 LOCKSTEP = Classic(options=False)  # plain RFC 1350: blksize 512, windowsize 1
 DATA_1500 = bytes(range(256)) * 5 + bytes(220)  # 1500 bytes: blocks of 512, 512, 476

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import Negotiated
-from rudp.core.options import OptionError, accept_oack, defaults, request_options
+from rudp.core.options import SHA256_ASK, OptionError, accept_oack, defaults, request_options
 from rudp.core.receiving import ReceivingSession
 from rudp.core.sending import SendingSession
 from rudp.core.session import Address, Session, State
@@ -73,8 +73,9 @@ class ReadClient(_Client, ReceivingSession):
         ReceivingSession.__init__(self, config, peer=None)
         self.server = server
         self.filename = filename
-        # RFC 2349: "In Read Request packets, a size of "0" is specified in the request"
-        self._requested = request_options(config, tsize=0)
+        # RFC 2349: "In Read Request packets, a size of "0" is specified in the request"; sha256 likewise asks
+        # the server for the digest of the file it sends (spec section 7.7).
+        self._requested = request_options(config, tsize=0, sha256=SHA256_ASK)
         self._send_request(now)
 
     def _send_request(self, now: float) -> None:
@@ -105,15 +106,23 @@ class ReadClient(_Client, ReceivingSession):
 
 
 class WriteClient(_Client, SendingSession):
-    """Upload to ``filename`` on ``server`` (WRQ).  ``tsize`` is the file's size, if known (RFC 2349)."""
+    """Upload to ``filename`` on ``server`` (WRQ).  ``tsize`` is the file's size, if known (RFC 2349), and
+    ``sha256`` its hex SHA-256, if known, offered for the server to verify (spec section 7.7)."""
 
     def __init__(
-        self, filename: str, server: Address, config: TransferConfig, *, tsize: int | None, now: float
+        self,
+        filename: str,
+        server: Address,
+        config: TransferConfig,
+        *,
+        tsize: int | None,
+        now: float,
+        sha256: str | None = None,
     ) -> None:
         SendingSession.__init__(self, config, peer=None)
         self.server = server
         self.filename = filename
-        self._requested = request_options(config, tsize=tsize)
+        self._requested = request_options(config, tsize=tsize, sha256=sha256)
         self._send_request(now)
 
     def _send_request(self, now: float) -> None:

@@ -50,6 +50,7 @@ class TransferConfig:
     dally: float | None = None  # seconds to keep answering a repeated final DATA; None: 2 x timeout
     max_size: int | None = None  # receiving side: largest file accepted, from tsize and while receiving
     selective: bool = True  # offer (client) / grant (server) rudp's ``sack`` option when windowsize > 1
+    digest: bool = True  # offer (client) / grant (server) rudp's ``sha256`` option in octet mode (spec 7.7)
     receive_buffer: int | None = None  # bytes the receiving socket holds (driver-measured); caps the window
     fit_blksize: bool = False  # client: the driver replaces blksize by what the path's MTU carries in one packet
     fit_windowsize: bool = False  # client: the driver replaces windowsize by what the receive buffer holds

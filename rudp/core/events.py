@@ -37,6 +37,7 @@ class Negotiated:
     tsize: int | None  # the size the peer announced (RFC 2349), if any
     oack: bool  # whether options were acknowledged at all (False: plain RFC 1350)
     selective: bool = False  # rudp's ``sack`` option: selective repeat with SACKs instead of go-back-N
+    sha256: str | None = None  # rudp's ``sha256`` option: the whole file's digest, which the receiver verifies
 
 
 @dataclass(frozen=True)

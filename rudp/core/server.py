@@ -37,13 +37,25 @@ def _for_request(config: TransferConfig, request: Request) -> TransferConfig:
 
 
 class ReadServer(AddressValidation, SendingSession):
-    """Send a file to ``client``.  ``file_size`` is announced as tsize when asked (None: don't announce)."""
+    """Send a file to ``client``.  ``file_size`` is announced as tsize when asked (None: don't announce), and
+    ``file_sha256`` (the driver hashes the file when ``wants_sha256``) as sha256 when asked."""
 
     def __init__(
-        self, request: ReadRequest, client: Address, config: TransferConfig, *, file_size: int | None, now: float
+        self,
+        request: ReadRequest,
+        client: Address,
+        config: TransferConfig,
+        *,
+        file_size: int | None,
+        now: float,
+        file_sha256: str | None = None,
     ) -> None:
         super().__init__(_for_request(config, request), peer=client)
-        oack, self._plan = server_negotiate(request, self.config, file_size=file_size)
+        try:
+            oack, self._plan = server_negotiate(request, self.config, file_size=file_size, file_sha256=file_sha256)
+        except RequestRefused as refusal:
+            self._fail(FailureKind.REFUSED, refusal.message, code=refusal.code)
+            return
         # RFC 2349: the OACK puts the negotiated timeout in force at once
         self.rtt.set_maximum(self._plan.timeout)
         self._oack_sent_at: float | None = None

@@ -12,7 +12,10 @@ are relative to that descriptor (``*at`` system calls), so once the directory ha
    or a view of ``bytes``, such as a received DATA payload; mutable buffers are copied) and written together with
    one ``writev`` once ``buffer_size`` bytes are pending, so 512-byte blocks do not cost a system call each and
    64 KiB blocks are not copied in user space on their way to the file.
-3. :meth:`AtomicWriter.commit` flushes, optionally ``fsync``\\ s, and moves the file into place in one step:
+3. :meth:`AtomicWriter.commit` flushes, optionally ``fsync``\\ s, checks the digest if one is expected
+   (:meth:`AtomicWriter.expect_sha256`: every byte written was hashed on its way in, so a mismatch, data damaged
+   in transit, aborts with :class:`DigestMismatch` and the file never reaches its final name), and moves the file
+   into place in one step:
 
    * ``overwrite=False``: ``link(temp, final)`` then ``unlink(temp)``.  ``link`` fails with EEXIST rather than
      replace anything, so a file that appeared after the request was accepted is never clobbered
@@ -38,15 +41,17 @@ from __future__ import annotations
 
 import enum
 import errno
+import hashlib
 import os
 import secrets
 import stat
 from types import TracebackType
+from typing import BinaryIO
 
-from rudp.fs.errors import PathRefused, refusal_from_oserror, write_failure_from_oserror
+from rudp.fs.errors import FsError, PathRefused, refusal_from_oserror, write_failure_from_oserror
 from rudp.wire.packets import ErrorCode
 
-__all__ = ["AtomicWriter", "TEMP_SUFFIX"]
+__all__ = ["AtomicWriter", "DigestMismatch", "TEMP_SUFFIX", "file_sha256"]
 
 TEMP_SUFFIX = ".rudp-part"
 _TEMP_NAME_KEEP = 200  # bytes of the final name kept in the temporary name (NAME_MAX is 255)
@@ -56,6 +61,32 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DEFAULT_BUFFER = 256 * 1024
 _IOV_MAX = 1024  # chunks per writev (Linux's IOV_MAX)
 _FILE_MODE_MASK = 0o666  # created files are never executable, set-id or sticky
+
+
+def file_sha256(source: BinaryIO) -> str:
+    """The hex SHA-256 of ``source`` read from its start, leaving it at its start again: the pre-pass of the side
+    that offers rudp's ``sha256`` option for a file it sends.  Raises OSError if the file cannot be read."""
+    digest = hashlib.sha256()
+    view = memoryview(bytearray(1024 * 1024))
+    source.seek(0)
+    while n := source.readinto(view):  # type: ignore[attr-defined]
+        digest.update(view[:n])
+    source.seek(0)
+    return digest.hexdigest()
+
+
+class DigestMismatch(FsError):
+    """The bytes written do not have the digest the sender announced (rudp's ``sha256`` option): damaged in
+    transit.  RFC 1350 error 0 with this message goes to the peer; nothing is kept."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(
+            ErrorCode.NOT_DEFINED,
+            f"sha256 mismatch: file damaged in transit, not kept "
+            f"(expected {expected[:12]}..., got {actual[:12]}...)",
+        )
+        self.expected = expected
+        self.actual = actual
 
 
 class _State(enum.Enum):
@@ -97,6 +128,8 @@ class AtomicWriter:
             self._pending = 0  # their total size
             self._buffer_size = max(0, buffer_size)
             self.bytes_written = 0
+            self._hash: hashlib._Hash | None = None  # hashes every byte written once a digest is expected
+            self._expected: str | None = None
             self._check_destination()
             self._temp, self._fd = self._create_temp(mode)
         except BaseException:
@@ -177,6 +210,15 @@ class AtomicWriter:
     def committed(self) -> bool:
         return self._state is _State.COMMITTED
 
+    def expect_sha256(self, hexdigest: str) -> None:
+        """Verify at :meth:`commit` that the file's SHA-256 is ``hexdigest`` (lower-case hex); call it before the
+        first write.  The bytes are hashed as they are written, so the check costs no second read."""
+        self._require_open()
+        if self.bytes_written:
+            raise ValueError("expect_sha256 must come before the first write")
+        self._hash = hashlib.sha256()
+        self._expected = hexdigest.lower()
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data``.  On failure the writer aborts and raises :class:`WriteFailed` (3: disk full)."""
         self._require_open()
@@ -186,6 +228,8 @@ class AtomicWriter:
         self.bytes_written += size
         if type(data) is not bytes and not (type(data) is memoryview and type(data.obj) is bytes):
             data = bytes(data)  # the caller may change a mutable buffer once we return
+        if self._hash is not None:
+            self._hash.update(data)
         self._chunks.append(data)
         self._pending += size
         if self._pending >= self._buffer_size:
@@ -218,7 +262,8 @@ class AtomicWriter:
 
     def commit(self) -> None:
         """Flush and move the file into place; raises :class:`PathRefused` (6) if ``overwrite`` is off and the
-        name exists by now.  Any failure aborts, so the temporary file is gone whatever happens."""
+        name exists by now, :class:`DigestMismatch` if a digest was expected and the bytes do not have it.  Any
+        failure aborts, so the temporary file is gone whatever happens."""
         self._require_open()
         self._flush_or_abort()
         try:
@@ -229,6 +274,11 @@ class AtomicWriter:
         except OSError as exc:
             self.abort()
             raise write_failure_from_oserror(exc) from exc
+        if self._hash is not None and self._expected is not None:
+            actual = self._hash.hexdigest()
+            if actual != self._expected:
+                self.abort()
+                raise DigestMismatch(self._expected, actual)
         try:
             if self._overwrite:
                 os.rename(self._temp, self._final, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)

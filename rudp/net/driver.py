@@ -30,8 +30,9 @@ from typing import Any, BinaryIO, Protocol
 
 from rudp.core.events import DataReceived, FailureKind, Negotiated, TransferComplete, TransferFailed
 from rudp.core.session import Session
-from rudp.errors import ExitCode, LocalFileError, NetworkError, RudpError, error_for_failure
+from rudp.errors import ExitCode, IntegrityError, LocalFileError, NetworkError, RudpError, error_for_failure
 from rudp.fs.errors import FsError
+from rudp.fs.files import DigestMismatch
 from rudp.net import batching
 from rudp.net.batching import FALLBACK_ERRNOS, GRO_CMSG_SPACE, MAX_BYTES, MAX_SEGMENTS, segment_option, segments
 from rudp.net.sockets import RECV_SIZE, Address, bounced_destinations, same_host
@@ -84,6 +85,7 @@ def keep_heap() -> None:
 
 
 class Sink(Protocol):
+    def expect_sha256(self, hexdigest: str) -> None: ...  # called only when the sha256 option was negotiated
     def write(self, data: bytes) -> Any: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
@@ -374,15 +376,21 @@ class Transfer:
                 self._store(event.data)
             elif isinstance(event, Negotiated):
                 self.negotiated = event
+                if event.sha256 is not None and self.sink is not None:
+                    # rudp's sha256 option (spec 7.7): Negotiated precedes every DataReceived, so the sink hashes
+                    # the whole file and commit() refuses to move a damaged one into place.
+                    self.sink.expect_sha256(event.sha256)
             elif isinstance(event, TransferComplete):
                 self.finished_at = now
                 if self.sink is not None:
                     try:
                         self.sink.commit()
                     except FsError as exc:
-                        # e.g. the name appeared meanwhile (RFC 1350 error 6); the final ACK has not left yet, so
-                        # abort() replaces it with this ERROR and the peer does not believe in a stored file.
-                        self.local_error = LocalFileError(exc.message)
+                        # e.g. the name appeared meanwhile (RFC 1350 error 6), or the digest does not match; the
+                        # final ACK has not left yet, so abort() replaces it with this ERROR and the peer does not
+                        # believe in a stored file.
+                        mismatch = isinstance(exc, DigestMismatch)
+                        self.local_error = IntegrityError(exc.message) if mismatch else LocalFileError(exc.message)
                         self.outcome = TransferFailed(FailureKind.ABORTED, exc.message, exc.code)
                         session.abort(exc.message, code=exc.code)
                         continue

@@ -31,10 +31,12 @@ from dataclasses import dataclass, replace
 from rudp.core.config import TransferConfig
 from rudp.core.events import TransferComplete
 from rudp.core.ratelimit import TokenBuckets
+from rudp.core.options import wants_sha256
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
 from rudp.core.session import fmt_address
 from rudp.errors import LocalFileError, NetworkError
 from rudp.fs import FsError, Root
+from rudp.fs.files import file_sha256
 from rudp.net.driver import Transfer, keep_heap, spin
 from rudp.net.sockets import Address, receive_buffer, udp_socket
 from rudp.result import TransferResult
@@ -330,7 +332,23 @@ class Server:
         session: ReadServer | WriteServer
         if isinstance(request, ReadRequest):
             octet = request.mode.lower() == "octet"
-            session = ReadServer(request, client, self.config.transfer, file_size=size if octet else None, now=now)
+            digest = None
+            if wants_sha256(request, self.config.transfer):
+                try:
+                    digest = file_sha256(source)  # type: ignore[arg-type]
+                except OSError as exc:
+                    sock.close()
+                    source.close()  # type: ignore[union-attr]
+                    self._refuse(client, ErrorCode.NOT_DEFINED, f"cannot read the file: {exc.strerror}")
+                    return
+            session = ReadServer(
+                request,
+                client,
+                self.config.transfer,
+                file_size=size if octet else None,
+                now=now,
+                file_sha256=digest,
+            )
             direction = "serve"
         else:
             config = replace(self.config.transfer, receive_buffer=receive_buffer(sock))  # the window must fit
