@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import TransferComplete
-from rudp.core.ratelimit import TokenBuckets
 from rudp.core.options import wants_sha256
+from rudp.core.ratelimit import TokenBuckets
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
 from rudp.core.session import fmt_address
 from rudp.errors import LocalFileError, NetworkError
