@@ -72,6 +72,14 @@ class AddressValidation(Session):
             sent_at.clear()
         return True
 
+    def drop_unvalidated(self, reason: str) -> bool:
+        """End the session quietly (ABORTED, no ERROR sent) if its client has not proven its address; True if
+        it was ended.  The listener uses it to make room for a new request when a limit is reached."""
+        if not self._validating or self.closed:
+            return False
+        self._fail(FailureKind.ABORTED, reason, notify=False)
+        return True
+
     # ----------------------------------------------------------------- wrapping the driver's verbs
     def receive_datagram(self, data: bytes, addr: Address, *, now: float) -> None:
         if self._validating and self.peer is not None and same_endpoint(addr, self.peer) and not self.closed:

@@ -105,7 +105,9 @@ class Server:
         self.busy_refusals = 0  # requests refused by max_transfers / max_per_client
         self.answered_again = 0  # repeated requests answered again while the client's address was unproven
         self.idle_ended = 0  # transfers ended by idle_timeout
+        self.evicted = 0  # unproven transfers ended to make room under a limit
         self.peak_transfers = 0  # the most unfinished transfers seen at once
+        self.peak_per_client = 0  # the most unfinished transfers from one address seen at once
         try:
             self.root = Root(self.config.directory)
         except FsError as exc:
@@ -269,15 +271,32 @@ class Server:
             self._start(request, client)
 
     def _busy(self, client: Address) -> str | None:
-        """Why a new transfer from ``client`` would break a limit (None: it would not)."""
+        """Why a new transfer from ``client`` would break a limit (None: it would not, perhaps after ending the
+        oldest transfer whose client has not yet proven its address, to make room)."""
         cfg = self.config
         unfinished = [a for a in self._active.values() if a.transfer.outcome is None]
         if cfg.max_transfers is not None and len(unfinished) >= cfg.max_transfers:
-            return "server busy: too many transfers"
+            if not self._make_room(unfinished):
+                return "server busy: too many transfers"
         if cfg.max_per_client is not None:
-            if sum(1 for a in unfinished if a.client[0] == client[0]) >= cfg.max_per_client:
+            mine = [a for a in unfinished if a.client[0] == client[0] and a.transfer.outcome is None]
+            if len(mine) >= cfg.max_per_client and not self._make_room(mine):
                 return "server busy: too many transfers from your address"
         return None
+
+    def _make_room(self, candidates: list[_Active]) -> bool:
+        """End the oldest candidate whose client is still unproven (a forged request costs nothing to send, so
+        it must not hold a place that a real client could take); False if every candidate is proven."""
+        for active in candidates:  # dicts keep insertion order: oldest first
+            session = active.transfer.session
+            if isinstance(session, (ReadServer, WriteServer)) and session.drop_unvalidated(
+                "ended to make room: the client had not proven its address"
+            ):
+                self.evicted += 1
+                active.transfer.service(self.clock())  # collect the outcome; nothing is sent
+                self._finish(active.client[:2], active)
+                return True
+        return False
 
     def _check_idle(self, active: _Active, now: float) -> None:
         """End a transfer whose peer has sent nothing for ``idle_timeout`` seconds (a negotiated RFC 2349
@@ -359,9 +378,9 @@ class Server:
         active = _Active(transfer, request, client, direction, request.filename, heard_at=now)
         self._active[client[:2]] = active
         self._selector.register(sock, selectors.EVENT_READ, active)
-        self.peak_transfers = max(
-            self.peak_transfers, sum(a.transfer.outcome is None for a in self._active.values())
-        )
+        unfinished = [a.client[0] for a in self._active.values() if a.transfer.outcome is None]
+        self.peak_transfers = max(self.peak_transfers, len(unfinished))
+        self.peak_per_client = max(self.peak_per_client, unfinished.count(client[0]))
         transfer.service(now)
 
     def _report(self, active: _Active) -> TransferResult:
