@@ -116,6 +116,7 @@ class Transfer:
     gso_refused: str | None = None
     _gso: bool = field(default=False, repr=False)  # send runs of equal datagrams with one sendmsg
     _gro: bool = field(default=False, repr=False)  # the socket coalesces: read with recvmsg and cut
+    _bounce_pending: bool = field(default=False, repr=False)  # the peer's port bounced; its last words queued
 
     def __post_init__(self) -> None:
         # Only a real UDP socket batches (tests drive Transfer over scripted stand-ins); enabling GRO here, on
@@ -151,6 +152,7 @@ class Transfer:
         heard = False
         now = 0.0
         budget = _DRAIN_LIMIT
+        drained = False
         while budget > 0:
             try:
                 if gro:
@@ -158,6 +160,7 @@ class Transfer:
                 else:
                     data, addr = sock.recvfrom(RECV_SIZE, socket.MSG_DONTWAIT)
             except BlockingIOError:
+                drained = True
                 break
             except ConnectionRefusedError:
                 self._bounced()
@@ -200,6 +203,11 @@ class Transfer:
                 break
         if pending:
             self.service(now)
+        if drained and self._bounce_pending:
+            # Every datagram that came before the port closed has been read, and none ended the transfer.
+            self._bounce_pending = False
+            session.peer_unreachable()
+            self.service(clock())
         return heard
 
     def fire_timer(self, clock: Clock) -> bool:
@@ -435,7 +443,24 @@ class Transfer:
         if peer is None:
             return
         if any(same_host(dest, peer) and dest[1] == peer[1] for dest in bounced_destinations(self.sock)):
+            if self._datagram_waiting():
+                # Linux reports the ICMP error before datagrams already queued, such as the ERROR the peer sent
+                # just before closing its port (disk full, ...): that is the real reason, so read them first;
+                # ``receive`` declares the peer gone once they are read and none ended the transfer.
+                self._bounce_pending = True
+                return
             self.session.peer_unreachable()
+
+    def _datagram_waiting(self) -> bool:
+        for _ in range(4):  # each peek may report one more bounce instead of the datagram
+            try:
+                self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except ConnectionRefusedError:
+                continue
+            except (BlockingIOError, OSError, AttributeError):
+                return False
+            return True
+        return False
 
     def _network_failure(self, exc: OSError) -> None:
         self.local_error = NetworkError(f"network error: {exc.strerror or exc}")
