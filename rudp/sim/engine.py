@@ -77,10 +77,19 @@ class SimConfig:
     up: Impairment = field(default_factory=Impairment)  # client -> server
     down: Impairment = field(default_factory=Impairment)  # server -> client
     seed: int = 1
+    # A peer dying mid-transfer (a crash, a pulled cable): from virtual time ``dies_at`` on, the side named by
+    # ``dies`` ("client" or "server", its listener included) receives nothing, sends nothing and its timers never
+    # fire again.  The other side must then give up on its own retry budget.
+    dies: str | None = None
+    dies_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.direction not in ("upload", "download"):
             raise ValueError(f"direction must be upload or download, not {self.direction!r}")
+        if self.dies not in (None, "client", "server"):
+            raise ValueError(f"dies must be None, client or server, not {self.dies!r}")
+        if not self.dies_at >= 0:
+            raise ValueError(f"dies_at must be >= 0, not {self.dies_at}")
         if self.size < 0:
             raise ValueError("size must be >= 0")
 
@@ -102,6 +111,13 @@ class SimResult:
     steps: int
     rtt: dict[str, Any] = field(default_factory=dict)  # samples, min, median, mean, max (seconds; None if none)
     rto: dict[str, Any] = field(default_factory=dict)  # seconds, kind ("fixed"), timeouts per side
+    # Each side's own ending: "complete", a FailureKind value ("timed-out", ...), or None (no outcome: it never
+    # existed, or it died first).
+    client_outcome: str | None = None
+    server_outcome: str | None = None  # the transfer's server session's (see _first_server)
+    # Every server session's, in order: a request repeated after the first transfer ended (a late duplicate)
+    # starts another one, as rudp.net.server does.
+    server_outcomes: tuple[str | None, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -180,9 +196,21 @@ class _Run:
         else:
             self.client = ReadClient("sim.bin", SERVER, config.client, now=0.0)
         self.server: Session | None = None
+        self.servers: list[Session] = []  # every server session, the current one last
         self.receiver_done_at: float | None = None
         self.data_direction = "c>s" if config.direction == "upload" else "s>c"
         self.rtt = _RttMeter()
+
+    def _dead(self, side: str) -> bool:
+        return self.config.dies == side and self.now >= self.config.dies_at
+
+    def _live(self) -> list[Session]:
+        sessions: list[Session] = []
+        if not self._dead("client"):
+            sessions.append(self.client)
+        if not self._dead("server"):
+            sessions.extend(self.servers)
+        return sessions
 
     # ----------------------------------------------------------------- the ritual, per endpoint
     def _service(self, session: Session, direction: str) -> None:
@@ -201,14 +229,29 @@ class _Run:
                 self.received += event.data
             elif isinstance(event, (TransferComplete, TransferFailed)) and self._is_receiver(session):
                 self.receiver_done_at = self.now
+        source = CLIENT if session is self.client else self._tid(session)
         for datagram, addr in session.datagrams_to_send():
-            self._transmit(direction, datagram, addr)
+            self._transmit(direction, datagram, (addr, source))
 
     def _is_receiver(self, session: Session) -> bool:
         upload = self.config.direction == "upload"
-        return (session is self.server) if upload else (session is self.client)
+        return (session is self._first_server()) if upload else (session is self.client)
+
+    def _first_server(self) -> Session | None:
+        """The server session of the transfer: the one whose TID the client took as its peer (a request retried
+        after a session gave up, or repeated late, starts another session), else the first."""
+        for server in self.servers:
+            if self.client.peer == self._tid(server):
+                return server
+        return self.servers[0] if self.servers else None
+
+    def _tid(self, server: Session) -> tuple[str, int]:
+        """A server session's TID: SERVER_TID for the first, the next ports for sessions of repeated requests."""
+        number = next(n for n, s in enumerate(self.servers) if s is server)
+        return (SERVER_TID[0], SERVER_TID[1] + number)
 
     def _transmit(self, direction: str, datagram: bytes, addr: tuple[Any, ...]) -> None:
+        """``addr`` is (destination, source)."""
         if direction == self.data_direction:
             self.rtt.sent(datagram, self.now)
         deliveries = self.channels[direction].send(datagram, self.now)
@@ -227,20 +270,25 @@ class _Run:
         record.update(extra)
         self.trace(record)
 
-    def _deliver(self, direction: str, delivery: Delivery, addr: tuple[Any, ...]) -> None:
+    def _deliver(self, direction: str, delivery: Delivery, addresses: tuple[Any, ...]) -> None:
+        addr, source = addresses
         datagram = delivery.data
         if self.trace is not None:
             marks = {"dup": delivery.duplicate, "corrupt": delivery.corrupted, "reordered": delivery.reordered}
             self._log("recv", direction, datagram, **{key: True for key, value in marks.items() if value})
         if direction != self.data_direction and not delivery.corrupted:  # a damaged ACK gives no sample
             self.rtt.acked(datagram, self.now)
+        if self._dead("client" if direction == "s>c" else "server"):
+            return  # a dead peer hears nothing
         if direction == "s>c":
-            self.client.receive_datagram(datagram, SERVER_TID, now=self.now)
+            self.client.receive_datagram(datagram, source, now=self.now)
             return
         if addr == SERVER:  # the listener: requests only
             self._request(datagram)
-        elif self.server is not None:
-            self.server.receive_datagram(datagram, CLIENT, now=self.now)
+        else:
+            for server in self.servers:
+                if self._tid(server) == addr:
+                    server.receive_datagram(datagram, CLIENT, now=self.now)
 
     def _request(self, datagram: bytes) -> None:
         try:
@@ -256,19 +304,25 @@ class _Run:
         except RequestRefused:
             return
         if isinstance(request, ReadRequest):
+            self.offset, self.eof = 0, False  # each session reads the file from its start, as a fresh open does
             self.server = ReadServer(request, CLIENT, self.config.server, file_size=self.config.size, now=self.now)
         else:
             self.server = WriteServer(request, CLIENT, self.config.server, now=self.now)
+        self.servers.append(self.server)
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> SimResult:
         steps = 0
         for steps in range(1, _MAX_STEPS + 1):  # noqa: B007 - steps is reported
-            self._service(self.client, "c>s")
-            if self.server is not None:
-                self._service(self.server, "s>c")
-            sessions = [s for s in (self.client, self.server) if s is not None]
+            sessions = self._live()
+            for session in sessions:
+                self._service(session, "c>s" if session is self.client else "s>c")
             timers = [t for s in sessions if (t := s.get_timer()) is not None]
+            death = (
+                self.config.dies_at if self.config.dies is not None and self.now < self.config.dies_at else None
+            )
+            if death is not None and timers:
+                timers.append(death)  # wake at the death, so nothing the dead side queued after it leaves
             next_arrival = self.heap[0][0] if self.heap else None
             if next_arrival is None and not timers:
                 break
@@ -282,7 +336,7 @@ class _Run:
                     self._deliver(direction, delivery, addr)
             else:
                 self.now = max(self.now, min(timers))
-                for session in sessions:
+                for session in self._live():
                     session.handle_timer(now=self.now)
             if self.now > _MAX_VIRTUAL_TIME:
                 raise RuntimeError(f"simulation ran past {_MAX_VIRTUAL_TIME:.0f} virtual seconds")
@@ -291,7 +345,8 @@ class _Run:
         return self._result(steps)
 
     def _result(self, steps: int) -> SimResult:
-        outcomes = [s.outcome for s in (self.client, self.server) if s is not None]
+        first = self._first_server()
+        outcomes = [s.outcome for s in (self.client, first) if s is not None]
         failures = [o for o in outcomes if isinstance(o, TransferFailed)]
         complete = len(outcomes) == 2 and all(isinstance(o, TransferComplete) for o in outcomes)
         intact = bytes(self.received) == self.data
@@ -301,8 +356,8 @@ class _Run:
             if complete
             else (f"{failures[0].kind.value}: {failures[0].message}" if failures else "no server")
         )
-        receiver = self.server if self.config.direction == "upload" else self.client
-        sender = self.client if self.config.direction == "upload" else self.server
+        receiver = first if self.config.direction == "upload" else self.client
+        sender = self.client if self.config.direction == "upload" else first
         return SimResult(
             ok=receiver is not None and isinstance(receiver.outcome, TransferComplete) and intact,
             sender_confirmed=sender is not None and isinstance(sender.outcome, TransferComplete),
@@ -313,12 +368,15 @@ class _Run:
             received=len(self.received),
             goodput_bps=(8 * len(self.received) / transfer_time) if transfer_time > 0 and intact else 0.0,
             client=self.client.stats.as_dict(),
-            server=self.server.stats.as_dict() if self.server is not None else {},
+            server=first.stats.as_dict() if first is not None else {},
             up=self.channels["c>s"].counters.as_dict(),
             down=self.channels["s>c"].counters.as_dict(),
             steps=steps,
             rtt=self.rtt.summary(),
             rto=self._rto(sender),
+            client_outcome=_outcome_name(self.client),
+            server_outcome=_outcome_name(first),  # the transfer's server session
+            server_outcomes=tuple(_outcome_name(server) for server in self.servers),
         )
 
     def _rto(self, sender: Session | None) -> dict[str, Any]:
@@ -327,7 +385,7 @@ class _Run:
         configured with ``fixed_timeout``, that estimator's current RTO and SRTT."""
         timeouts = {
             "client": self.client.stats.timeouts,
-            "server": self.server.stats.timeouts if self.server is not None else 0,
+            "server": first.stats.timeouts if (first := self._first_server()) is not None else 0,
         }
         if sender is None:
             return {"seconds": self.config.server.timeout, "kind": "fixed", "timeouts": timeouts}
@@ -338,6 +396,13 @@ class _Run:
             return {"seconds": rto, "kind": "adaptive", "srtt": srtt, "timeouts": timeouts}
         seconds = sender.negotiated.timeout if sender.negotiated is not None else sender.config.timeout
         return {"seconds": seconds, "kind": "fixed", "timeouts": timeouts}
+
+
+def _outcome_name(session: Session | None) -> str | None:
+    outcome = None if session is None else session.outcome
+    if outcome is None:
+        return None
+    return "complete" if isinstance(outcome, TransferComplete) else outcome.kind.value
 
 
 def simulate(config: SimConfig, *, trace: IO[str] | Callable[[dict[str, Any]], None] | None = None) -> SimResult:
