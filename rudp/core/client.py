@@ -93,7 +93,10 @@ class ReadClient(_Client, ReceivingSession):
                     # RFC 2347: "an ACK (with the data block number set to 0) is sent by the client to confirm
                     # the values in the server's OACK packet"
                     self._ack(0, now)
-            elif isinstance(packet, Data):
+            elif isinstance(packet, Data) and packet.block == 1:
+                # RFC 1350 section 6: a read request is answered by DATA 1.  Any other block cannot be the answer;
+                # taken as one, DATA 0 looked like a repeat of the block our "last ACK" (the request) answered
+                # and made us send the request again to the server's well-known port.
                 self._start_transfer(defaults(self.config))
                 self._on_data(packet, now)
             return
