@@ -503,3 +503,30 @@ def test_each_repeated_final_data_restarts_the_dally():
     assert server.get_timer() == 2.0
     server.receive_datagram(encode(Data(1, b"end")), CLIENT, now=1.5)  # the final ACK was lost
     assert sent(server)[-1] == (Ack(1), CLIENT) and server.get_timer() == 3.5
+
+
+def test_a_client_takes_as_its_peer_only_a_first_answer_from_the_servers_host() -> None:
+    # RFC 1350 section 4: the server's TID is the port its first answer comes from.  A stray packet from the
+    # server's host that is no answer (an ACK to a download, a DATA to an upload, a request) must not become it.
+    from rudp.core.client import ReadClient, WriteClient
+    from rudp.core.config import TransferConfig as Config
+    from rudp.wire.codec import decode as dec
+    from rudp.wire.codec import encode as enc
+    from rudp.wire.packets import Ack as A
+    from rudp.wire.packets import Data as D
+    from rudp.wire.packets import Error as E
+    from rudp.wire.packets import ReadRequest as R
+
+    server = ("127.0.0.1", 69)
+    config = Config(blksize=512, windowsize=1, digest=False)
+    for client, strays, answer in (
+        (ReadClient("f", server, config, now=0.0), [A(5), D(0, b"x"), R("f", "octet", ())], D(1, b"tail")),
+        (WriteClient("f", server, config, tsize=None, now=0.0), [D(1, b"x"), A(3)], A(0)),
+    ):
+        client.datagrams_to_send()
+        for stray in strays:
+            client.receive_datagram(enc(stray), ("127.0.0.1", 5555), now=0.1)
+            assert client.peer is None and client.datagrams_to_send() == []  # ignored: no ERROR 5 to that host
+        client.receive_datagram(enc(answer), ("127.0.0.1", 6000), now=0.2)
+        assert client.peer == ("127.0.0.1", 6000)
+        assert not any(isinstance(dec(d), E) for d, _ in client.datagrams_to_send())

@@ -48,13 +48,23 @@ class _Client(Session):
             return True
         return False
 
-    def _claim_peer(self, addr: Address) -> bool:
-        # RFC 1350 section 4: the server answers from a TID of its own choosing; the first valid packet from the
-        # server's host fixes it for the rest of the transfer.
-        if self.server is not None and addr[0] == self.server[0]:
+    def _claim_peer(self, addr: Address, packet: Packet) -> bool:
+        # RFC 1350 section 4: the server answers from a TID of its own choosing; the first answer to the request
+        # from the server's host fixes it for the rest of the transfer.  Only an answer can: any other packet
+        # from that host (a stray ACK, a request) would otherwise lock the client onto the wrong port.
+        if self.server is not None and addr[0] == self.server[0] and self._is_first_answer(packet):
             self.peer = addr
             return True
         return False
+
+    def _may_answer_later(self, addr: Address) -> bool:
+        # Something odd from the server's host before its answer (a DATA 0, a stray ACK): ignore it rather than
+        # send ERROR 5, which would end the very transfer whose first answer may still be on its way.
+        return self.server is not None and addr[0] == self.server[0]
+
+    def _is_first_answer(self, packet: Packet) -> bool:
+        """An OACK, an ERROR, or the packet RFC 1350 answers this request with (DATA 1 or ACK 0)."""
+        return isinstance(packet, (OptionAck, Error))
 
     def _check_oack(self, oack: OptionAck) -> Negotiated | None:
         try:
@@ -68,6 +78,9 @@ class _Client(Session):
 
 class ReadClient(_Client, ReceivingSession):
     """Download ``filename`` from ``server`` (RRQ)."""
+
+    def _is_first_answer(self, packet: Packet) -> bool:
+        return super()._is_first_answer(packet) or (isinstance(packet, Data) and packet.block == 1)
 
     def __init__(self, filename: str, server: Address, config: TransferConfig, *, now: float) -> None:
         ReceivingSession.__init__(self, config, peer=None)
@@ -111,6 +124,9 @@ class ReadClient(_Client, ReceivingSession):
 class WriteClient(_Client, SendingSession):
     """Upload to ``filename`` on ``server`` (WRQ).  ``tsize`` is the file's size, if known (RFC 2349), and
     ``sha256`` its hex SHA-256, if known, offered for the server to verify (spec section 7.7)."""
+
+    def _is_first_answer(self, packet: Packet) -> bool:
+        return super()._is_first_answer(packet) or (isinstance(packet, Ack) and packet.block == 0)
 
     def __init__(
         self,

@@ -103,8 +103,9 @@ class Session:
         except MalformedPacket as exc:
             self.stats.malformed[exc.reason] += 1
             return
-        if self.peer is None and not self._claim_peer(addr):
-            self._wrong_tid(data, addr)
+        if self.peer is None and not self._claim_peer(addr, packet):
+            if not self._may_answer_later(addr):
+                self._wrong_tid(data, addr)
             return
         if isinstance(packet, Error):
             if self.state is State.DALLYING:  # the transfer already succeeded; the peer is just leaving
@@ -176,9 +177,14 @@ class Session:
         options; see rudp.core.client.)"""
         return False
 
-    def _claim_peer(self, addr: Address) -> bool:
-        """A valid packet came while the peer is unknown: may ``addr`` become the peer?  (Clients say yes to the
-        server's host; see rudp.core.client.)"""
+    def _claim_peer(self, addr: Address, packet: Packet) -> bool:
+        """A valid packet came while the peer is unknown: may ``addr`` become the peer?  (Clients say yes to a
+        first answer from the server's host; see rudp.core.client.)"""
+        return False
+
+    def _may_answer_later(self, addr: Address) -> bool:
+        """A packet from ``addr`` was not taken as the peer's first answer: is ``addr`` still one that could send
+        it (then it is ignored, not told ERROR 5)?  Clients say yes to the server's host."""
         return False
 
     def _wrong_tid(self, data: bytes, addr: Address) -> None:
