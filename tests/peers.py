@@ -59,7 +59,7 @@ PEER_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/s
 
 
 # --------------------------------------------------------------------------- skip-or-fail policy
-def _unavailable(reason: str, env: str) -> None:
+def unavailable(reason: str, env: str) -> None:
     """Skip with ``reason``, or fail when the environment variable ``env`` is 1."""
     if os.environ.get(env) == "1":
         pytest.fail(f"{reason} ({env}=1 makes a missing peer a failure, not a skip)", pytrace=False)
@@ -70,14 +70,14 @@ def require_binary(name: str) -> str:
     """The full path of peer program ``name``; skips (or, with RUDP_REQUIRE_PEERS=1, fails) if missing."""
     path = shutil.which(name, path=PEER_SEARCH_PATH)
     if path is None:
-        _unavailable(f"peer program {name!r} is not installed", "RUDP_REQUIRE_PEERS")
+        unavailable(f"peer program {name!r} is not installed", "RUDP_REQUIRE_PEERS")
     return path  # type: ignore[return-value]
 
 
 def require_root() -> None:
     """Skips (or, with RUDP_REQUIRE_ROOT=1, fails) unless running as root."""
     if os.geteuid() != 0:
-        _unavailable("in.tftpd must be started as root (it chroots and changes user)", "RUDP_REQUIRE_ROOT")
+        unavailable("in.tftpd must be started as root (it chroots and changes user)", "RUDP_REQUIRE_ROOT")
 
 
 # --------------------------------------------------------------------------- processes

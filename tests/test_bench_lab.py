@@ -11,12 +11,12 @@ import json
 import os
 import subprocess
 
-from peers import _unavailable, explain, rudp_command
+from peers import explain, rudp_command, unavailable
 
 
 def test_quick_like_run_through_the_lab(tmp_path):
     if os.geteuid() != 0:
-        _unavailable("rudp-bench needs root to build its network namespaces", "RUDP_REQUIRE_ROOT")
+        unavailable("rudp-bench needs root to build its network namespaces", "RUDP_REQUIRE_ROOT")
     from rudp.lab.lab import PREFIX, lab_namespaces
 
     out = tmp_path / "bench.json"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 from cliharness import RecvServer, assert_one_line_error, command, run, sha256, temp_files, wait_for
-from peers import _unavailable
+from peers import unavailable
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import FailureKind, TransferFailed
@@ -55,7 +55,7 @@ def make_file(path: Path, size: int) -> Path:
 
 def require_root(reason: str) -> None:
     if os.geteuid() != 0:
-        _unavailable(reason, "RUDP_REQUIRE_ROOT")
+        unavailable(reason, "RUDP_REQUIRE_ROOT")
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)], capture_output=True, text=True
     )
     if proc.returncode != 0:
-        _unavailable(f"cannot mount tmpfs: {proc.stderr.strip()}", "RUDP_REQUIRE_ROOT")
+        unavailable(f"cannot mount tmpfs: {proc.stderr.strip()}", "RUDP_REQUIRE_ROOT")
     try:
         yield mountpoint
     finally:
@@ -163,7 +163,7 @@ def test_permission_denied_is_error_2(tmp_path: Path, servers) -> None:
         # Root ignores file modes; without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH it obeys them like anyone.
         setpriv = shutil.which("setpriv")
         if setpriv is None:
-            _unavailable("setpriv (util-linux) is needed to make root obey file modes", "RUDP_REQUIRE_ROOT")
+            unavailable("setpriv (util-linux) is needed to make root obey file modes", "RUDP_REQUIRE_ROOT")
         extra = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
     srv = _recv_wrapped(servers, served, extra, "--serve")
     src = make_file(tmp_path / "up.bin", 3000)

@@ -20,7 +20,7 @@ import sys
 import time
 
 import pytest
-from peers import FAST, _unavailable, rudp_command
+from peers import FAST, rudp_command, unavailable
 
 from rudp.lab import ADDR_A, ADDR_B, PREFIX, Lab, LabUnavailable, LinkSpec
 from rudp.lab.lab import check_available, lab_namespaces
@@ -192,7 +192,7 @@ def require_lab() -> None:
     try:
         check_available()
     except LabUnavailable as exc:
-        _unavailable(str(exc), "RUDP_REQUIRE_ROOT")
+        unavailable(str(exc), "RUDP_REQUIRE_ROOT")
 
 
 def namespaces() -> list[str]:

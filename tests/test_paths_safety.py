@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cliharness import FAST, RecvServer, assert_one_line_error, command, run, temp_files
-from peers import _unavailable
+from peers import unavailable
 
 import rudp.fs.paths as paths_mod
 from rudp.fs import PathRefused, Root, openat2_available
@@ -75,7 +75,7 @@ def write(root: Root, name: str, data: bytes = b"x", **kw) -> None:
 
 def require_root(reason: str) -> None:
     if os.geteuid() != 0:
-        _unavailable(reason, "RUDP_REQUIRE_ROOT")
+        unavailable(reason, "RUDP_REQUIRE_ROOT")
 
 
 class umask:

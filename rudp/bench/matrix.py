@@ -22,7 +22,7 @@ from rudp.impair.spec import (
     parse_percent,
     parse_rate,
 )
-from rudp.sim.sweep import _share_unit
+from rudp.sim.sweep import share_unit
 
 __all__ = [
     "PROTOCOLS",
@@ -161,7 +161,7 @@ def parse_list(text: str, parse: Callable[[str], T], what: str) -> tuple[T, ...]
     if len(texts) > MAX_VALUES:
         raise ValueError(f"--{what} takes at most {MAX_VALUES} values, not {len(texts)}")
     values = []
-    for t in _share_unit(texts):
+    for t in share_unit(texts):
         try:
             values.append(parse(t))
         except ValueError as exc:

@@ -160,7 +160,7 @@ def parse_sweep(spec: str) -> Sweep:
     if len(texts) > MAX_VALUES:
         raise ValueError(f"a sweep takes at most {MAX_VALUES} values, not {len(texts)}")
     if parameter.shared_unit:
-        texts = _share_unit(texts)
+        texts = share_unit(texts)
     values = []
     for text in texts:
         try:
@@ -170,7 +170,7 @@ def parse_sweep(spec: str) -> Sweep:
     return Sweep(name, tuple(texts), tuple(values))
 
 
-def _share_unit(texts: list[str]) -> list[str]:
+def share_unit(texts: list[str]) -> list[str]:
     last = _NUMBER_AND_UNIT.match(texts[-1])
     unit = last.group(2) if last else ""
     if not unit:
