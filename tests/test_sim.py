@@ -85,15 +85,17 @@ def test_known_trace_for_seed_7_is_pinned():
     assert json.loads(lines[0]) == {
         "dir": "c>s",
         "event": "send",
-        "len": 47,
+        "len": 119,
         "lost": False,
-        "packet": "WRQ 'sim.bin' octet tsize=5000 windowsize=4 sack=1",
+        # the simulated rudp-send offers the file's SHA-256, as the real one does (spec 7.7)
+        "packet": "WRQ 'sim.bin' octet tsize=5000 windowsize=4 sack=1 "
+        "sha256='9d604049e5acf4da82a29c19910844baf9e989541a6acb9decc9a43760a4'...",
         "t": 0.0,
     }
     assert hashlib.sha256(out.getvalue().encode()).hexdigest() == PINNED, "\n".join(lines[:40])
 
 
-PINNED = "904bfc8bf0cf4a784b61835ba250bbc804496151e328799ae919f366a6e95332"  # 48 records, 4 datagrams lost
+PINNED = "c105c6a030a0c3c3fc675c1800db17bcaa970267f79ebf7e257fb60213003dd5"  # 48 records, 4 datagrams lost
 
 
 def test_naive_loss_is_visible_in_the_counters_and_a_clean_path_costs_nothing_extra():

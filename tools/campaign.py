@@ -13,8 +13,10 @@ hold whatever happened:
   reports ``complete`` holds exactly the file, and a sender that reports ``complete`` means the receiver did too.
 
 Corruption: TFTP has no end-to-end digest, so a payload with flipped bits is accepted as data (RFC 1350 relies
-on the UDP checksum).  Scenarios with corruption are therefore checked only for the first three properties; the
-file itself is not compared.
+on the UDP checksum).  Between rudp peers the sha256 option (spec 7.7) closes that gap, and the simulator checks
+it as the driver does: in scenarios with corruption, a receiver that negotiated sha256 and reports ``complete``
+must hold exactly the file.  One that did not (a request whose option names were damaged in transit, or options
+off) is checked only for the first three properties.
 
 Usage::
 
@@ -105,8 +107,8 @@ def budget(config: SimConfig) -> float:
     return (doublings + retries + 1) * timeout + 2 * timeout + 2 * path + 1e-6
 
 
-def check(config: SimConfig, result: SimResult, data: bytes, received: bytes) -> list[str]:
-    """What went wrong in one run (empty: nothing)."""
+def check(config: SimConfig, result: SimResult, data: bytes, received: bytes, verified: bool = False) -> list[str]:
+    """What went wrong in one run (empty: nothing).  ``verified``: the receiver negotiated the sha256 option."""
     problems = []
     corrupt = config.up.corrupt > 0 or config.down.corrupt > 0
     upload = config.direction == "upload"
@@ -132,6 +134,9 @@ def check(config: SimConfig, result: SimResult, data: bytes, received: bytes) ->
             )
         if outcomes[sender] == "complete" and outcomes[receiver] != "complete" and config.dies != receiver:
             problems.append(f"the sender reported complete but the receiver ended {outcomes[receiver]}")
+    elif verified and outcomes[receiver] == "complete" and received != data:
+        # With the sha256 option (spec 7.7) a damaged file is never kept, corruption or not.
+        problems.append(f"the receiver kept a damaged file ({len(received)} of {len(data)} bytes) despite sha256")
     return problems
 
 
@@ -144,9 +149,10 @@ def run_seed(seed: int) -> tuple[int, list[str], str]:
         run = engine._Run(config, None)  # not simulate(): the bytes received are checked too
         result = run.run()
         received = run.received
+        verified = run.expected_sha256 is not None
     except Exception as exc:  # noqa: BLE001 - any escape is a finding, reported with its seed
         return seed, [f"{type(exc).__name__}: {exc}"], "exception"
-    return seed, check(config, result, data, bytes(received)), result.outcome.split(":")[0]
+    return seed, check(config, result, data, bytes(received), verified), result.outcome.split(":")[0]
 
 
 def reproduce(seed: int) -> str:

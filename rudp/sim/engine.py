@@ -34,6 +34,7 @@ the time the ACK waits for the rest of the window (the receiver acknowledges onc
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 import json
@@ -47,7 +48,7 @@ from typing import IO, Any
 
 from rudp.core.client import ReadClient, WriteClient
 from rudp.core.config import TransferConfig
-from rudp.core.events import DataReceived, TransferComplete, TransferFailed
+from rudp.core.events import DataReceived, Negotiated, TransferComplete, TransferFailed
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
 from rudp.core.session import Session
 from rudp.impair.model import HEADER_BYTES, Channel, Delivery, Impairment
@@ -185,6 +186,7 @@ class _Run:
         self.offset = 0
         self.eof = False
         self.received = bytearray()
+        self.expected_sha256: str | None = None  # the receiving session's negotiated sha256, if any
         self.channels = {
             "c>s": Channel(config.up, random.Random(f"{config.seed}:up")),
             "s>c": Channel(config.down, random.Random(f"{config.seed}:down")),
@@ -192,7 +194,9 @@ class _Run:
         self.heap: list[tuple[float, int, str, Delivery, tuple[Any, ...]]] = []
         self.sequence = itertools.count()
         if config.direction == "upload":
-            self.client: Session = WriteClient("sim.bin", SERVER, config.client, tsize=config.size, now=0.0)
+            self.client: Session = WriteClient(
+                "sim.bin", SERVER, config.client, tsize=config.size, sha256=self._digest(), now=0.0
+            )
         else:
             self.client = ReadClient("sim.bin", SERVER, config.client, now=0.0)
         self.server: Session | None = None
@@ -227,11 +231,28 @@ class _Run:
         while (event := session.next_event()) is not None:
             if isinstance(event, DataReceived):
                 self.received += event.data
+            elif isinstance(event, Negotiated) and self._is_receiver(session):
+                self.expected_sha256 = event.sha256
+            elif isinstance(event, TransferComplete) and self._is_receiver(session) and self._damaged():
+                # As the driver's sink does (spec 7.7): the file is checked before it would be kept; a mismatch
+                # withdraws the final ACK, the peer gets an ERROR and nothing is kept.
+                session.abort("sha256 mismatch: file damaged in transit, not kept")
+                self.receiver_done_at = self.now
             elif isinstance(event, (TransferComplete, TransferFailed)) and self._is_receiver(session):
                 self.receiver_done_at = self.now
         source = CLIENT if session is self.client else self._tid(session)
         for datagram, addr in session.datagrams_to_send():
             self._transmit(direction, datagram, (addr, source))
+
+    def _digest(self) -> str | None:
+        """The file's SHA-256, as the side that has the file offers it (spec 7.7), if that side's config does."""
+        side = self.config.client if self.config.direction == "upload" else self.config.server
+        return hashlib.sha256(self.data).hexdigest() if side.digest and side.mode == "octet" else None
+
+    def _damaged(self) -> bool:
+        """The sha256 option was negotiated and the bytes received do not match it."""
+        expected = self.expected_sha256
+        return expected is not None and hashlib.sha256(self.received).hexdigest() != expected
 
     def _is_receiver(self, session: Session) -> bool:
         upload = self.config.direction == "upload"
@@ -305,7 +326,14 @@ class _Run:
             return
         if isinstance(request, ReadRequest):
             self.offset, self.eof = 0, False  # each session reads the file from its start, as a fresh open does
-            self.server = ReadServer(request, CLIENT, self.config.server, file_size=self.config.size, now=self.now)
+            self.server = ReadServer(
+                request,
+                CLIENT,
+                self.config.server,
+                file_size=self.config.size,
+                file_sha256=self._digest(),
+                now=self.now,
+            )
         else:
             self.server = WriteServer(request, CLIENT, self.config.server, now=self.now)
         self.servers.append(self.server)
