@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from rudp.cli.common import Parser, add_transfer_options, entry_point, parse_size
+from rudp.cli.lines import LineWriter
 from rudp.core.config import TransferConfig
 from rudp.errors import ExitCode, LocalFileError, UsageError
 from rudp.net.server import Server, ServerConfig
@@ -100,20 +101,27 @@ def run(argv: Sequence[str] | None) -> int:
         idle_timeout=args.idle_timeout,
     )
 
-    def report(result: TransferResult) -> None:
-        if args.json:
-            print(json.dumps({"event": "transfer", **result.as_dict()}, sort_keys=True), flush=True)
-        if not args.quiet:
-            sys.stderr.write(result.summary() + "\n")
-            sys.stderr.flush()
+    # Output never blocks the server: a reader that stops reading costs lines, not the transfers (rudp.cli.lines).
+    out = LineWriter(sys.stdout, as_json=True) if args.json else None
+    err = LineWriter(sys.stderr, as_json=False) if not args.quiet else None
 
-    with Server(config, on_result=report) as server:
-        if args.json:
-            print(json.dumps({"event": "listening", "host": server.address[0], "port": server.port}), flush=True)
-        if not args.quiet:
-            sys.stderr.write(f"rudp-recv: {server.describe()}\n")
-            sys.stderr.flush()
-        result = server.serve_forever(once=args.once)
+    def report(result: TransferResult) -> None:
+        if out is not None:
+            out.write(json.dumps({"event": "transfer", **result.as_dict()}, sort_keys=True))
+        if err is not None:
+            err.write(result.summary())
+
+    try:
+        with Server(config, on_result=report) as server:
+            if out is not None:
+                out.write(json.dumps({"event": "listening", "host": server.address[0], "port": server.port}))
+            if err is not None:
+                err.write(f"rudp-recv: {server.describe()}")
+            result = server.serve_forever(once=args.once)
+    finally:
+        for writer in (out, err):
+            if writer is not None:
+                writer.close()
     return result.exit_code if result is not None else ExitCode.OK
 
 
