@@ -248,3 +248,21 @@ def test_a_flood_of_1000_wrqs_keeps_the_caps_and_memory_and_a_real_upload_still_
         assert [p.name for p in incoming.iterdir()] == ["real.bin"]  # every flood temporary file removed
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize(
+    "flag, value, fragment",
+    [
+        ("--max-transfers", "many", "whole number"),
+        ("--max-transfers", "-1", ">= 0"),
+        ("--max-per-client", "1.5", "whole number"),
+        ("--rate-limit", "abc", "rate-limit"),
+        ("--rate-burst", "x", "rate-burst"),
+        ("--idle-timeout", "-3", "idle-timeout"),
+    ],
+)
+def test_bad_limit_values_are_one_line_usage_errors(flag: str, value: str, fragment: str) -> None:
+    from cliharness import assert_one_line_error, run
+
+    proc = run("rudp-recv", "--port", "0", flag, value, timeout=20)
+    assert_one_line_error(proc, 2, fragment)
