@@ -92,8 +92,19 @@ def finish(proc: subprocess.Popen, timeout: float = 15) -> subprocess.CompletedP
 
 
 def started(directory: Path, proc: subprocess.Popen) -> None:
-    """Wait until a transfer into ``directory`` has begun (its temporary file exists)."""
-    wait_for(lambda: temp_files(directory) or proc.poll() is not None, timeout=10, what="a temporary file")
+    """Wait until a transfer into ``directory`` is under way: its temporary file holds bytes.  (The file alone is
+    not enough: a client creates it before its request has even reached the server.)"""
+
+    def receiving() -> bool:
+        sizes = []
+        for name in temp_files(directory):
+            try:
+                sizes.append((directory / name).stat().st_size)
+            except FileNotFoundError:
+                pass
+        return any(sizes)
+
+    wait_for(lambda: receiving() or proc.poll() is not None, timeout=10, what="a temporary file with bytes")
     assert proc.poll() is None, f"the transfer ended before it could be interrupted: {proc.stderr.read()}"
 
 
