@@ -47,6 +47,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import netlab, procs  # noqa: E402
 
+from rudp.bench.runner import make_file  # noqa: E402  (the same source files as rudp-bench)
+
 TCP_PEER = ["-m", "rudp.bench.tcp_peer"]  # the same TCP baseline as rudp-bench's
 BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
@@ -97,18 +99,6 @@ def human(n: int) -> str:
         if n >= scale and n % (scale // 16) == 0:
             return f"{n / scale:g} {unit}"
     return f"{n} B"
-
-
-def make_file(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            chunk = os.urandom(min(left, 1 << 20))
-            f.write(chunk)
-            digest.update(chunk)
-            left -= len(chunk)
-    return digest.hexdigest()
 
 
 def verify(path: Path, size: int, sha: str) -> str | None:

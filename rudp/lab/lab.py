@@ -63,7 +63,7 @@ def _run(argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -85,7 +85,7 @@ def remove_stale() -> list[str]:
     removed = []
     for name in lab_namespaces():
         pid = int(name[len(PREFIX) :].split("-")[0])
-        if (pid == os.getpid() and _current is None) or (pid != os.getpid() and not _pid_alive(pid)):
+        if (pid == os.getpid() and _current is None) or (pid != os.getpid() and not pid_alive(pid)):
             _run(["ip", "netns", "delete", name], check=False)
             removed.append(name)
     return removed

@@ -28,6 +28,8 @@ import socket
 import subprocess
 import sys
 
+from rudp.lab.lab import pid_alive
+
 __all__ = ["Lab", "LabUnavailable", "remove_stale", "PREFIX", "ADDR_A", "ADDR_B"]
 
 PREFIX = "rudpbench-"
@@ -49,16 +51,6 @@ def _run(argv: list[str], *, check: bool = True, timeout: float = 15) -> subproc
     return proc
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale() -> list[str]:
     """Delete ``rudpbench-<pid>-*`` namespaces whose pid no longer runs (a crashed earlier run's)."""
     if shutil.which("ip") is None:
@@ -68,7 +60,7 @@ def remove_stale() -> list[str]:
     for line in listing.splitlines():
         name = line.split()[0] if line.split() else ""
         match = re.fullmatch(re.escape(PREFIX) + r"(\d+)-[ab]", name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             _run(["ip", "netns", "delete", name], check=False)
             removed.append(name)
     return removed
