@@ -24,7 +24,7 @@ import errno
 import selectors
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -173,10 +173,16 @@ class Transfer:
                 break
             heard = True
             now = clock()
-            batch = segments(data, ancdata, flags & _MSG_TRUNC != 0) if gro and ancdata else None
-            if batch is None:
-                budget -= 1
-                session.receive_datagram(data, addr, now=now)
+            cut = segments(data, ancdata, flags & _MSG_TRUNC != 0) if gro and ancdata else None
+            if cut is None:
+                batch: Sequence[bytes] = (data,)  # one datagram as it came (a DATA payload stays a view of it)
+            else:
+                batch = cut
+                self.gro_reads += 1
+                self.gro_datagrams += len(batch)
+            budget -= len(batch)
+            for datagram in batch:
+                session.receive_datagram(datagram, addr, now=now)
                 pending = True
                 if stats.datagrams_sent != queued:
                     if sending:
@@ -184,21 +190,8 @@ class Transfer:
                     self.service(now)
                     pending = False
                     queued = stats.datagrams_sent
-            else:
-                budget -= len(batch)
-                self.gro_reads += 1
-                self.gro_datagrams += len(batch)
-                for datagram in batch:
-                    session.receive_datagram(datagram, addr, now=now)
-                    pending = True
-                    if stats.datagrams_sent != queued:
-                        if sending:
-                            self._transmit()
-                        self.service(now)
-                        pending = False
-                        queued = stats.datagrams_sent
-                    if session.closed:
-                        break
+                if session.closed:
+                    break
             if session.closed:
                 break
         if pending:
