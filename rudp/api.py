@@ -21,7 +21,7 @@ from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, TransferConfig, w
 from rudp.core.events import TransferComplete
 from rudp.errors import Interrupted, LocalFileError, UsageError, error_for_failure
 from rudp.fs import AtomicWriter, FsError
-from rudp.fs.files import file_sha256
+from rudp.fs.digests import file_digest
 from rudp.net.driver import Transfer, run
 from rudp.net.sockets import Address, blksize_for_mtu, path_mtu, receive_buffer, resolve, udp_socket
 from rudp.result import TransferResult
@@ -55,9 +55,14 @@ def client_config(
     mode: str = "octet",
     options: bool = True,
     fixed_timeout: bool = False,
+    digest: str | None = "xxh128",
+    digest_trailer: bool = True,
 ) -> TransferConfig:
     """A client's settings.  A whole-second ``timeout`` of 1..255 is also asked of the server (RFC 2349).
-    ``blksize`` / ``windowsize`` None: fitted to the path when the transfer starts (``fit_to_path``)."""
+    ``blksize`` / ``windowsize`` None: fitted to the path when the transfer starts (``fit_to_path``).
+    ``digest``: the digest option offered ("xxh128" or "sha256", spec 7.7), or None for no end-to-end check;
+    ``digest_trailer``: it follows the data (default), or False: it travels in the request (an upload hashes the
+    file in a pre-pass)."""
     timeout_option = int(timeout) if float(timeout).is_integer() and 1 <= timeout <= 255 else None
     if timeout == DEFAULT_TIMEOUT:
         timeout_option = None  # the classic default: leave the server's own timer alone
@@ -74,6 +79,9 @@ def client_config(
             timeout_option=timeout_option,
             fixed_timeout=fixed_timeout,
             dally=min(timeout, CLIENT_DALLY),
+            digest=digest is not None,
+            digest_algorithm=digest or "xxh128",
+            digest_trailer=digest_trailer,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -111,20 +119,22 @@ def send_file(
         family, server = resolve(host, port)
         with udp_socket(family) as sock:
             config = fit_to_path(config, family, server, sock)
-            # rudp's sha256 option (spec 7.7): a pre-pass over the file, so the receiver can verify every byte.
+            # The transfer's time includes a digest's pre-pass: the user waits for it as for any datagram.
+            started = time.monotonic()
+            # A digest in the request (spec 7.7) needs a pre-pass over the file; by default it follows the data.
             digest = None
-            if config.digest and config.options and config.mode == "octet":
+            if config.digest and not config.digest_trailer and config.options and config.mode == "octet":
                 try:
-                    digest = file_sha256(source)
+                    digest = file_digest(source, config.digest_algorithm)
                 except OSError as exc:
                     raise LocalFileError(f"cannot read {local}: {exc.strerror}") from None
             try:
                 session = WriteClient(
-                    remote, server, config, tsize=info.st_size, now=time.monotonic(), sha256=digest
+                    remote, server, config, tsize=info.st_size, now=time.monotonic(), digest=digest
                 )
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-            transfer = Transfer(session, sock, source=source, started=time.monotonic())
+            transfer = Transfer(session, sock, source=source, started=started)
             return _drive(transfer, "send", local, remote, host, port, info.st_size, on_progress, on_complete)
     finally:
         source.close()

@@ -57,12 +57,6 @@ class NetworkError(RudpError):
     exit_code = ExitCode.NETWORK
 
 
-class IntegrityError(RudpError):
-    """The file received does not match the digest its sender announced; it was discarded and the peer told."""
-
-    exit_code = ExitCode.INTEGRITY
-
-
 class TransferError(RudpError):
     """A transfer ended without success.  ``stats`` is the result so far (bytes, retransmissions, ...)."""
 
@@ -70,6 +64,12 @@ class TransferError(RudpError):
         super().__init__(message)
         self.code = code  # TFTP error code received or sent, if any
         self.result = result
+
+
+class IntegrityError(TransferError):
+    """The file received does not match the digest its sender announced; it was discarded and the peer told."""
+
+    exit_code = ExitCode.INTEGRITY
 
 
 class PeerError(TransferError):
@@ -99,6 +99,7 @@ _BY_KIND: dict[FailureKind, type[TransferError]] = {
     FailureKind.PROTOCOL_ERROR: ProtocolViolation,
     FailureKind.REFUSED: PeerError,
     FailureKind.ABORTED: Interrupted,
+    FailureKind.DAMAGED: IntegrityError,
 }
 
 

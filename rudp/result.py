@@ -21,6 +21,7 @@ class TransferResult:
     timeout: float | None = None
     tsize: int | None = None
     options_acknowledged: bool = False
+    digest: str | None = None  # the digest option both sides agreed on (spec 7.7): the file was checked with it
     retransmissions: int = 0
     ok: bool = True
     error: str | None = None

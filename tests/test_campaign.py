@@ -118,10 +118,13 @@ def test_check_catches_a_damaged_file_kept_despite_sha256() -> None:
         assert campaign.check(config, result, data, damaged, verified=True)
 
 
-def test_with_corruption_a_verified_receiver_never_keeps_a_damaged_file() -> None:
-    # The sha256 option at work in the simulator: heavy corruption, many seeds; corrupted DATA certainly gets
-    # through to the session, yet no receiver that negotiated sha256 completes with other bytes.
+@pytest.mark.parametrize(("algorithm", "trailer"), [("xxh128", True), ("sha256", True), ("xxh128", False)])
+def test_with_corruption_a_verified_receiver_never_keeps_a_damaged_file(algorithm: str, trailer: bool) -> None:
+    # A digest option at work in the simulator, after the data (the session checks it) or in the request (the
+    # simulator checks it as the driver's sink does): heavy corruption, many seeds; corrupted DATA certainly gets
+    # through to the session, yet no receiver that negotiated a digest completes with other bytes.
     damaged_runs = kept = 0
+    digest = {"digest_algorithm": algorithm, "digest_trailer": trailer}
     for seed in range(60):
         for direction in ("upload", "download"):
             path = Impairment(corrupt=0.05, delay=0.002)
@@ -129,18 +132,19 @@ def test_with_corruption_a_verified_receiver_never_keeps_a_damaged_file() -> Non
                 size=20_000,
                 seed=seed,
                 direction=direction,
-                client=TransferConfig(blksize=512, windowsize=8, timeout=0.5, retries=4),
+                client=TransferConfig(blksize=512, windowsize=8, timeout=0.5, retries=4, **digest),
                 server=TransferConfig(blksize=512, windowsize=8, timeout=0.5, retries=4),
                 up=path,
                 down=path,
             )
             run = _Run(config, None)
             result = run.run()
-            if run.expected_sha256 is None:
+            if run.expected_digest is None:
                 continue
+            assert run.expected_digest.algorithm == algorithm
             if bytes(run.received) != _file(20_000, seed):
                 damaged_runs += 1
                 receiver = result.server_outcome if direction == "upload" else result.client_outcome
                 kept += receiver == "complete"  # it would have renamed the damaged file into place
-    print(f"corrupted runs under sha256: {damaged_runs}, kept damaged: {kept}")
+    print(f"corrupted runs under {algorithm} (trailer {trailer}): {damaged_runs}, kept damaged: {kept}")
     assert damaged_runs > 10 and kept == 0

@@ -34,6 +34,7 @@ import pytest
 
 from rudp.core.client import ReadClient, WriteClient
 from rudp.core.config import TransferConfig
+from rudp.core.digests import TRAILER, new_hash
 from rudp.core.events import TransferComplete, TransferFailed
 from rudp.core.server import ReadServer, RequestRefused, WriteServer
 from rudp.core.session import Session, State
@@ -67,7 +68,8 @@ OPTION_VALUES = {
     "tsize": ["0", "100", "5000", "18446744073709551616", "-5", "nope"],
     "timeout": ["1", "5", "255", "0", "256", "1.5"],
     "sack": ["1", "0", "yes"],
-    "sha256": ["0", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "z" * 64, ""],
+    "sha256": ["0", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "z" * 64, "", "trailer"],
+    "xxh128": ["0", "trailer", "99aa06d3014798d86001c324468d497f", "z" * 32, "", "TRAILER"],
 }
 
 
@@ -145,9 +147,19 @@ class Fuzz:
         negotiated = self.session.negotiated
         return negotiated.blksize if negotiated is not None else DEFAULT_BLKSIZE
 
+    def stream(self) -> bytes:
+        """The DATA stream: the file, then its digest if ``trailer`` was agreed (spec 7.7)."""
+        negotiated = self.session.negotiated
+        digest = negotiated.digest if negotiated is not None else None
+        if digest is None or digest.value != TRAILER:
+            return self.file
+        hashed = new_hash(digest.algorithm)
+        hashed.update(self.file)
+        return self.file + hashed.hexdigest().encode("ascii")
+
     def content(self, block: int) -> bytes:
         size = self.blksize()
-        return self.file[(block - 1) * size : block * size] if block >= 1 else b""
+        return self.stream()[(block - 1) * size : block * size] if block >= 1 else b""
 
     def near_block(self) -> int:
         rng = self.rng

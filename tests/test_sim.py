@@ -85,17 +85,16 @@ def test_known_trace_for_seed_7_is_pinned():
     assert json.loads(lines[0]) == {
         "dir": "c>s",
         "event": "send",
-        "len": 119,
+        "len": 62,
         "lost": False,
-        # the simulated rudp-send offers the file's SHA-256, as the real one does (spec 7.7)
-        "packet": "WRQ 'sim.bin' octet tsize=5000 windowsize=4 sack=1 "
-        "sha256='9d604049e5acf4da82a29c19910844baf9e989541a6acb9decc9a43760a4'...",
+        # the simulated rudp-send offers its xxh128 digest after the data, as the real one does (spec 7.7)
+        "packet": "WRQ 'sim.bin' octet tsize=5000 windowsize=4 sack=1 xxh128=trailer",
         "t": 0.0,
     }
     assert hashlib.sha256(out.getvalue().encode()).hexdigest() == PINNED, "\n".join(lines[:40])
 
 
-PINNED = "c105c6a030a0c3c3fc675c1800db17bcaa970267f79ebf7e257fb60213003dd5"  # 48 records, 4 datagrams lost
+PINNED = "ddfb841e091b2925fd0981ae0538da8f7fd8a0e9bbff515828f1a1768d3a4d8b"  # 48 records, 4 datagrams lost
 
 
 def test_naive_loss_is_visible_in_the_counters_and_a_clean_path_costs_nothing_extra():

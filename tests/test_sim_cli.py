@@ -109,14 +109,14 @@ def test_rtt_samples_follow_karns_rule_on_a_lossy_path(seed, direction):
 
 def test_rtt_samples_survive_the_16_bit_block_number_rollover():
     config = SimConfig(
-        size=600 * 1024,  # 76,801 blocks of 8 bytes: block numbers wrap past 65535
+        size=600 * 1024,  # 76,805 blocks of 8 bytes (4 hold the xxh128 trailer): block numbers wrap past 65535
         client=TransferConfig(blksize=8, windowsize=64, timeout=1.0),
         up=Impairment(delay=0.01),
         down=Impairment(delay=0.01),
     )
     result = simulate(config)
-    assert result.ok and result.server["blocks"] == 76_801
-    assert result.rtt["samples"] == 76_801 and result.rtt["min"] == 0.02
+    assert result.ok and result.server["blocks"] == 76_805
+    assert result.rtt["samples"] == 76_805 and result.rtt["min"] == 0.02
     # A block is acknowledged with the next few (the receiver coalesces SACKs while DATA keeps coming), never
     # much later than its own round trip.
     assert result.rtt["max"] < 0.02 + 0.005
@@ -142,26 +142,30 @@ def test_ladder_shows_request_oack_data_ack_in_order_for_a_tiny_upload():
     print(proc.stdout)
     ladder_text = proc.stdout.split("\n\n")[0]
     assert "sender: client" in ladder_text and "receiver: server" in ladder_text
-    # blksize 512 and windowsize 1 are RFC 1350's: no option needed; tsize and the file's sha256 (cut to fit the
-    # column) are
+    # blksize 512 and windowsize 1 are RFC 1350's: no option needed; tsize and the digest (cut to fit the column)
+    # are.  The data stream is the file's 1000 bytes and then the 32 of its xxh128 digest (spec 7.7).
     wrq = "WRQ 'sim.bin' octet tsize=1000 ..."
     assert parse_ladder(ladder_text) == [
         ("left", "---->", wrq),  # the client sends its request...
         ("right", "---->", wrq),  # ...which reaches the server 10 ms later
-        ("right", "<----", "OACK tsize=1000 ..."),
-        ("left", "<----", "OACK tsize=1000 ..."),
+        ("right", "<----", "OACK tsize=1000 xxh128=trailer"),
+        ("left", "<----", "OACK tsize=1000 xxh128=trailer"),
         ("left", "---->", "DATA block=1 len=512"),
         ("right", "---->", "DATA block=1 len=512"),
         ("right", "<----", "ACK block=1"),
         ("left", "<----", "ACK block=1"),
-        ("left", "---->", "DATA block=2 len=488"),
-        ("right", "---->", "DATA block=2 len=488"),
+        ("left", "---->", "DATA block=2 len=512"),
+        ("right", "---->", "DATA block=2 len=512"),
         ("right", "<----", "ACK block=2"),
         ("left", "<----", "ACK block=2"),
+        ("left", "---->", "DATA block=3 len=8"),
+        ("right", "---->", "DATA block=3 len=8"),
+        ("right", "<----", "ACK block=3"),
+        ("left", "<----", "ACK block=3"),
     ]
     times = re.findall(r"^\s*(\d+\.\d{3})  ", ladder_text, re.MULTILINE)
     assert times[:4] == ["0.000", "10.000", "10.000", "20.000"]
-    assert "6 datagrams sent: 0 lost, 0 duplicated" in ladder_text and "result: INTACT" in proc.stdout
+    assert "8 datagrams sent: 0 lost, 0 duplicated" in ladder_text and "result: INTACT" in proc.stdout
     assert max(len(line) for line in ladder_text.splitlines()) <= 100
 
 
@@ -171,7 +175,8 @@ def test_ladder_of_a_download_puts_the_server_on_the_left():
     simulate(config, trace=records.append)
     events = parse_ladder(ladder(records, config))
     assert events[0] == ("right", "<----", "RRQ 'sim.bin' octet blksize=1468...")  # the client asks
-    assert ("left", "---->", "DATA block=1 len=100") in events  # the server sends the file rightwards
+    # the server sends the file rightwards, and its xxh128 digest after it (spec 7.7)
+    assert ("left", "---->", "DATA block=1 len=132") in events
 
 
 def test_ladder_marks_every_lost_datagram_and_matches_the_trace(tmp_path):

@@ -13,8 +13,8 @@ hold whatever happened:
   reports ``complete`` holds exactly the file, and a sender that reports ``complete`` means the receiver did too.
 
 Corruption: TFTP has no end-to-end digest, so a payload with flipped bits is accepted as data (RFC 1350 relies
-on the UDP checksum).  Between rudp peers the sha256 option (spec 7.7) closes that gap, and the simulator checks
-it as the driver does: in scenarios with corruption, a receiver that negotiated sha256 and reports ``complete``
+on the UDP checksum).  Between rudp peers the digest option (spec 7.7) closes that gap, and the simulator checks
+it as the driver does: in scenarios with corruption, a receiver that negotiated a digest and reports ``complete``
 must hold exactly the file.  One that did not (a request whose option names were damaged in transit, or options
 off) is checked only for the first three properties.
 
@@ -35,6 +35,7 @@ import time
 from dataclasses import asdict
 
 from rudp.core.config import TransferConfig
+from rudp.core.digests import DIGESTS
 from rudp.core.rtt import INITIAL_RTO
 from rudp.impair.model import Impairment
 from rudp.sim import engine
@@ -72,6 +73,8 @@ def _transfer_config(rng: random.Random) -> TransferConfig:
         options=rng.random() < 0.9,
         selective=rng.random() < 0.5,
         congestion=rng.choice(("delay", "none")),
+        digest_algorithm=rng.choice(sorted(DIGESTS)),
+        digest_trailer=rng.random() < 0.7,  # where the digest travels: after the data, or in the request
     )
 
 
@@ -108,7 +111,7 @@ def budget(config: SimConfig) -> float:
 
 
 def check(config: SimConfig, result: SimResult, data: bytes, received: bytes, verified: bool = False) -> list[str]:
-    """What went wrong in one run (empty: nothing).  ``verified``: the receiver negotiated the sha256 option."""
+    """What went wrong in one run (empty: nothing).  ``verified``: the receiver negotiated a digest option."""
     problems = []
     corrupt = config.up.corrupt > 0 or config.down.corrupt > 0
     upload = config.direction == "upload"
@@ -135,8 +138,9 @@ def check(config: SimConfig, result: SimResult, data: bytes, received: bytes, ve
         if outcomes[sender] == "complete" and outcomes[receiver] != "complete" and config.dies != receiver:
             problems.append(f"the sender reported complete but the receiver ended {outcomes[receiver]}")
     elif verified and outcomes[receiver] == "complete" and received != data:
-        # With the sha256 option (spec 7.7) a damaged file is never kept, corruption or not.
-        problems.append(f"the receiver kept a damaged file ({len(received)} of {len(data)} bytes) despite sha256")
+        # With a digest option (spec 7.7) a damaged file is never kept, corruption or not.
+        kept = f"{len(received)} of {len(data)} bytes"
+        problems.append(f"the receiver kept a damaged file ({kept}) despite its digest")
     return problems
 
 
@@ -149,7 +153,7 @@ def run_seed(seed: int) -> tuple[int, list[str], str]:
         run = engine._Run(config, None)  # not simulate(): the bytes received are checked too
         result = run.run()
         received = run.received
-        verified = run.expected_sha256 is not None
+        verified = run.expected_digest is not None
     except Exception as exc:  # noqa: BLE001 - any escape is a finding, reported with its seed
         return seed, [f"{type(exc).__name__}: {exc}"], "exception"
     return seed, check(config, result, data, bytes(received), verified), result.outcome.split(":")[0]

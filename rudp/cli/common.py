@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from rudp.api import DEFAULT_BLKSIZE, MAX_FITTED_WINDOW, client_config
 from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_WINDOWSIZE, TransferConfig
+from rudp.core.digests import DIGESTS
 from rudp.errors import ExitCode, RudpError
 from rudp.result import TransferResult
 from rudp.wire.packets import MAX_BLKSIZE, MIN_BLKSIZE
@@ -152,6 +153,13 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send a plain RFC 1350 request without options (blksize 512, windowsize 1)",
     )
+    parser.add_argument(
+        "--digest",
+        choices=(*DIGESTS, "none"),
+        default="xxh128",
+        help="end-to-end check of the whole file, with a rudp server: xxh128 (default, XXH3-128), sha256, or "
+        "none; the receiving side keeps the file only if its digest matches (spec 7.7)",
+    )
     add_transfer_options(parser)
 
 
@@ -164,6 +172,7 @@ def client_config_from(args: argparse.Namespace) -> TransferConfig:
         mode=args.mode,
         options=not args.no_options,
         fixed_timeout=args.fixed_timeout,
+        digest=None if args.digest == "none" else args.digest,
     )
 
 

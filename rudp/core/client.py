@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import Negotiated
-from rudp.core.options import SHA256_ASK, OptionError, accept_oack, defaults, request_options
+from rudp.core.options import DIGEST_ASK, TRAILER, OptionError, accept_oack, defaults, request_options
 from rudp.core.receiving import ReceivingSession
 from rudp.core.sending import SendingSession
 from rudp.core.session import Address, Session, State
@@ -86,9 +86,9 @@ class ReadClient(_Client, ReceivingSession):
         ReceivingSession.__init__(self, config, peer=None)
         self.server = server
         self.filename = filename
-        # RFC 2349: "In Read Request packets, a size of "0" is specified in the request"; sha256 likewise asks
-        # the server for the digest of the file it sends (spec section 7.7).
-        self._requested = request_options(config, tsize=0, sha256=SHA256_ASK)
+        # RFC 2349: "In Read Request packets, a size of "0" is specified in the request"; a digest option likewise
+        # asks the server for the digest of the file it sends, after the data or in its OACK (spec section 7.7).
+        self._requested = request_options(config, tsize=0, digest=TRAILER if config.digest_trailer else DIGEST_ASK)
         self._send_request(now)
 
     def _send_request(self, now: float) -> None:
@@ -123,7 +123,8 @@ class ReadClient(_Client, ReceivingSession):
 
 class WriteClient(_Client, SendingSession):
     """Upload to ``filename`` on ``server`` (WRQ).  ``tsize`` is the file's size, if known (RFC 2349), and
-    ``sha256`` its hex SHA-256, if known, offered for the server to verify (spec section 7.7)."""
+    ``digest`` its hex digest by ``config.digest_algorithm``, to offer in the request for the server to verify;
+    None offers the digest after the data instead, if ``config.digest_trailer`` (spec section 7.7)."""
 
     def _is_first_answer(self, packet: Packet) -> bool:
         return super()._is_first_answer(packet) or (isinstance(packet, Ack) and packet.block == 0)
@@ -136,12 +137,15 @@ class WriteClient(_Client, SendingSession):
         *,
         tsize: int | None,
         now: float,
-        sha256: str | None = None,
+        digest: str | None = None,
     ) -> None:
         SendingSession.__init__(self, config, peer=None)
         self.server = server
         self.filename = filename
-        self._requested = request_options(config, tsize=tsize, sha256=sha256)
+        if digest is None and config.digest_trailer and config.digest:
+            digest = TRAILER
+            self._offer_trailer(config.digest_algorithm)  # fed bytes are hashed from the first one
+        self._requested = request_options(config, tsize=tsize, digest=digest)
         self._send_request(now)
 
     def _send_request(self, now: float) -> None:

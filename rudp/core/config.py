@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rudp.core.digests import DIGESTS
 from rudp.core.rtt import MIN_RTO
 from rudp.wire.packets import DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE
 
@@ -50,7 +51,9 @@ class TransferConfig:
     dally: float | None = None  # seconds to keep answering a repeated final DATA; None: 2 x timeout
     max_size: int | None = None  # receiving side: largest file accepted, from tsize and while receiving
     selective: bool = True  # offer (client) / grant (server) rudp's ``sack`` option when windowsize > 1
-    digest: bool = True  # offer (client) / grant (server) rudp's ``sha256`` option in octet mode (spec 7.7)
+    digest: bool = True  # offer (client) / grant (server) rudp's digest option in octet mode (spec 7.7)
+    digest_algorithm: str = "xxh128"  # client: the digest option offered, "xxh128" or "sha256" (spec 7.7)
+    digest_trailer: bool = True  # client: the digest follows the data (True) or travels in the request (spec 7.7)
     receive_buffer: int | None = None  # bytes the receiving socket holds (driver-measured); caps the window
     fit_blksize: bool = False  # client: the driver replaces blksize by what the path's MTU carries in one packet
     fit_windowsize: bool = False  # client: the driver replaces windowsize by what the receive buffer holds
@@ -68,6 +71,9 @@ class TransferConfig:
             raise ValueError(f"min_rto must be positive, not {self.min_rto}")
         if self.retries < 0:
             raise ValueError(f"retries must be >= 0, not {self.retries}")
+        if self.digest_algorithm not in DIGESTS:
+            known = ", ".join(DIGESTS)
+            raise ValueError(f"digest_algorithm must be one of {known}, not {self.digest_algorithm!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.timeout_option is not None and not 1 <= self.timeout_option <= 255:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "FailureKind",
+    "Digest",
     "Negotiated",
     "DataReceived",
     "TransferComplete",
@@ -25,6 +26,14 @@ class FailureKind(enum.Enum):
     REFUSED = "refused"  # we refused the transfer (size limit); we sent an ERROR
     UNREACHABLE = "unreachable"  # the driver saw ICMP port unreachable (ECONNREFUSED) from the peer
     ABORTED = "aborted"  # the local side gave up (Ctrl-C, disk full, ...); we sent an ERROR
+    DAMAGED = "damaged"  # the file's digest did not match (spec 7.7): not kept; we sent an ERROR
+
+
+class Digest(NamedTuple):
+    """A whole-file digest carried by one of rudp's digest options (spec section 7.7)."""
+
+    algorithm: str  # the option's name: "xxh128" or "sha256"
+    value: str  # lower-case hex, as ``hexdigest`` writes it, or ``trailer``: it follows the file's bytes
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Negotiated:
     tsize: int | None  # the size the peer announced (RFC 2349), if any
     oack: bool  # whether options were acknowledged at all (False: plain RFC 1350)
     selective: bool = False  # rudp's ``sack`` option: selective repeat with SACKs instead of go-back-N
-    sha256: str | None = None  # rudp's ``sha256`` option: the whole file's digest, which the receiver verifies
+    digest: Digest | None = None  # rudp's digest option: the whole file's digest, which the receiver verifies
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Option negotiation: RFC 2347 (OACK), RFC 2348 (blksize), RFC 2349 (timeout, tsize), RFC 7440 (windowsize),
-and rudp's own ``sack`` (selective repeat) and ``sha256`` (end-to-end integrity; spec/protocol.md section 7.7),
-which standard peers ignore as RFC 2347 asks.
+and rudp's own ``sack`` (selective repeat) and digest options ``xxh128`` / ``sha256`` (end-to-end integrity;
+spec/protocol.md section 7.7), which standard peers ignore as RFC 2347 asks.
 
 Theory of operation
 -------------------
@@ -9,11 +9,11 @@ with an OACK holding the ones it accepts, possibly with smaller blksize/windowsi
 does not answers as plain RFC 1350 would (DATA 1 or ACK 0) and every option falls back to its default.  The client
 checks the OACK (``accept_oack``) and refuses, with ERROR 8, an OACK that grants something it did not ask for or a
 value outside what it asked for.  Option names compare case-insensitively; values are decimal ASCII integers,
-except ``sha256``'s, which is 64 lower-case hex digits (or ``0`` in an RRQ: "tell me the digest").
-
-``sha256`` is offered by the side that has the file: a WRQ carries the file's digest and a server that will verify
-echoes it; an RRQ carries ``0`` and a server answers with the digest of the file it sends.  The receiving side
-then checks the bytes it stored against it before they reach the final name (``Negotiated.sha256``).
+except a digest option's (``rudp.core.digests``): ``trailer`` (the digest follows the file in the DATA stream;
+echoed), or in the request itself lower-case hex (32 digits for ``xxh128``, 64 for ``sha256``) in a WRQ (echoed)
+and ``0`` in an RRQ (answered with the file's digest).  A client offers one algorithm
+(``TransferConfig.digest_algorithm``); a server takes up the first it knows, in request order.  The receiving side
+keeps the file only if it has that digest (``Negotiated.digest``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rudp.core.config import MAX_WINDOWSIZE, TransferConfig, window_for_buffer
-from rudp.core.events import Negotiated
+from rudp.core.digests import DIGEST_ASK, DIGESTS, TRAILER
+from rudp.core.events import Digest, Negotiated
 from rudp.wire.packets import DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE, ErrorCode, Options, Request, WriteRequest
 
 __all__ = [
@@ -31,13 +32,14 @@ __all__ = [
     "accept_oack",
     "defaults",
     "server_negotiate",
-    "wants_sha256",
-    "is_sha256",
+    "wanted_digest",
+    "is_digest",
+    "DIGESTS",
+    "DIGEST_ASK",
+    "TRAILER",
 ]
 
 BLKSIZE, TIMEOUT, TSIZE, WINDOWSIZE, SACK = "blksize", "timeout", "tsize", "windowsize", "sack"
-SHA256 = "sha256"
-SHA256_ASK = "0"  # an RRQ's sha256 value: "answer with the file's digest"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -60,15 +62,28 @@ def _int(value: str) -> int | None:
     return None
 
 
-def is_sha256(value: str) -> bool:
-    """64 lower-case hex digits: a SHA-256 digest as ``hashlib``'s ``hexdigest`` writes it."""
-    return len(value) == 64 and _HEX.issuperset(value)
+def is_digest(algorithm: str, value: str) -> bool:
+    """``value`` is a digest of ``algorithm`` as ``hexdigest`` writes it: its number of lower-case hex digits."""
+    return len(value) == DIGESTS[algorithm] and _HEX.issuperset(value)
 
 
-def wants_sha256(request: Request, config: TransferConfig) -> bool:
-    """Whether a server should hash the file it serves for this RRQ (the client asked, octet mode, digest on)."""
-    asked = _by_name(request.options).get(SHA256)
-    return config.digest and asked is not None and asked[1] == SHA256_ASK and request.mode.lower() == "octet"
+def _digest_option(request: Request, config: TransferConfig) -> str | None:
+    """The digest option a server takes up for this request: the first one it knows, in request order, if the
+    digest is on and the mode is octet (a digest of the file as stored means nothing once netascii changed it)."""
+    if not config.digest or request.mode.lower() != "octet":
+        return None
+    for name, _ in request.options:
+        if name.lower() in DIGESTS:
+            return name.lower()
+    return None
+
+
+def wanted_digest(request: Request, config: TransferConfig) -> str | None:
+    """The algorithm a server must hash the file it serves with for this RRQ (None: the client did not ask)."""
+    algorithm = _digest_option(request, config)
+    if algorithm is None or _by_name(request.options)[algorithm][1] != DIGEST_ASK:
+        return None
+    return algorithm
 
 
 def _by_name(options: Options) -> dict[str, tuple[str, str]]:
@@ -85,9 +100,10 @@ def defaults(config: TransferConfig, *, tsize: int | None = None) -> Negotiated:
     return Negotiated(blksize=DEFAULT_BLKSIZE, windowsize=1, timeout=config.timeout, tsize=tsize, oack=False)
 
 
-def request_options(config: TransferConfig, *, tsize: int | None, sha256: str | None = None) -> Options:
+def request_options(config: TransferConfig, *, tsize: int | None, digest: str | None = None) -> Options:
     """The options a client puts in its request.  ``tsize`` is the file size for a WRQ, 0 for an RRQ, or None;
-    ``sha256`` is the file's hex digest for a WRQ, ``"0"`` for an RRQ, or None (not offered)."""
+    ``digest`` is the file's hex digest (``config.digest_algorithm``) for a WRQ, ``"0"`` for an RRQ, or None (not
+    offered)."""
     if not config.options:
         return ()
     opts: list[tuple[str, str]] = []
@@ -103,8 +119,8 @@ def request_options(config: TransferConfig, *, tsize: int | None, sha256: str | 
         if config.selective:
             opts.append((SACK, "1"))
     # Like tsize, a digest of the file as stored is only meaningful when octet mode carries it unchanged.
-    if sha256 is not None and config.digest and config.mode == "octet":
-        opts.append((SHA256, sha256))
+    if digest is not None and config.digest and config.mode == "octet":
+        opts.append((config.digest_algorithm, digest))
     return tuple(opts)
 
 
@@ -114,7 +130,7 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
     seen: set[str] = set()
     blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, config.timeout, None
     selective = False
-    sha256 = None
+    digest = None
     for name, value in oack:
         key = name.lower()
         # RFC 2347, Negotiation Protocol: "The server must not include in the OACK any option which had not been
@@ -125,13 +141,15 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
         if key in seen:
             raise OptionError(f"server acknowledged option {name!r} twice")
         seen.add(key)
-        if key == SHA256:
-            if asked[key] == SHA256_ASK:  # RRQ: the server's digest of the file it is about to send
-                if not is_sha256(value):
-                    raise OptionError(f"server sent sha256 {value[:80]!r}, not 64 lower-case hex digits")
-            elif value != asked[key]:  # WRQ: the server echoes our digest to say it will verify it
-                raise OptionError(f"server answered sha256 {value[:80]!r}, not the digest requested")
-            sha256 = value
+        if key in DIGESTS:
+            if asked[key] == DIGEST_ASK:  # RRQ: the server's digest of the file it is about to send
+                if not is_digest(key, value):
+                    raise OptionError(
+                        f"server sent {key} {value[:80]!r}, not {DIGESTS[key]} lower-case hex digits"
+                    )
+            elif value != asked[key]:  # a WRQ's digest, or ``trailer``: echoed to say the server will verify it
+                raise OptionError(f"server answered {key} {value[:80]!r}, not the {asked[key][:80]!r} requested")
+            digest = Digest(key, value)
             continue
         number = _int(value)
         if number is None:
@@ -157,6 +175,11 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
             if number != 1:
                 raise OptionError(f"server answered sack {number}, not the 1 requested")
             selective = True
+    if selective and digest is None and any(key in DIGESTS for key in asked):
+        # Only a rudp server grants ``sack``, and a rudp server always takes up a digest it can read (spec 7.7).
+        # Without it, the request lost its digest option on the way (bits flipped past the UDP checksum), and
+        # going on would leave the file unverified exactly when the path damages data.
+        raise OptionError("server granted sack but not the digest requested: the request was damaged in transit")
     return Negotiated(
         blksize=blksize,
         windowsize=windowsize,
@@ -164,28 +187,30 @@ def accept_oack(requested: Options, oack: Options, config: TransferConfig) -> Ne
         tsize=tsize,
         oack=True,
         selective=selective,
-        sha256=sha256,
+        digest=digest,
     )
 
 
 def server_negotiate(
-    request: Request, config: TransferConfig, *, file_size: int | None, file_sha256: str | None = None
+    request: Request, config: TransferConfig, *, file_size: int | None, file_digest: str | None = None
 ) -> tuple[Options, Negotiated]:
     """Decide the OACK for a request.  ``file_size`` is the size to announce for an RRQ (None: don't), and
-    ``file_sha256`` the file's digest to announce when the RRQ asks for it (None: don't).
+    ``file_digest`` the file's digest to announce when the RRQ asks for one (``wanted_digest`` names the
+    algorithm; None: don't).
 
     Returns the OACK options (empty: answer as plain RFC 1350) and the parameters in force.  Unknown options and
     malformed values are ignored, as RFC 2347 asks of a server that does not support them, except a malformed
-    ``sha256``: that request is refused (ERROR 4), since ignoring it would turn a damaged request into an
-    unverified transfer (spec section 7.7).
+    digest (the one we take up): that request is refused (ERROR 4), since ignoring it would turn a damaged request
+    into an unverified transfer (spec section 7.7).
     """
     asked = _by_name(request.options)
-    sha256 = None
-    if SHA256 in asked and config.digest:
-        offered = asked[SHA256][1]
-        writing = isinstance(request, WriteRequest)
-        if not (is_sha256(offered) if writing else offered == SHA256_ASK):
-            raise RequestRefused(ErrorCode.ILLEGAL_OPERATION, f"malformed sha256 option {offered[:80]!r}")
+    algorithm = _digest_option(request, config)
+    writing = isinstance(request, WriteRequest)
+    if algorithm is not None:
+        offered = asked[algorithm][1]
+        in_request = is_digest(algorithm, offered) if writing else offered == DIGEST_ASK
+        if not (in_request or offered == TRAILER):
+            raise RequestRefused(ErrorCode.ILLEGAL_OPERATION, f"malformed {algorithm} option {offered[:80]!r}")
     granted: list[tuple[str, str]] = []
     blksize, windowsize, timeout, tsize = DEFAULT_BLKSIZE, 1, config.timeout, None
 
@@ -232,13 +257,13 @@ def server_negotiate(
     selective = value_of(SACK) == 1 and config.selective and windowsize > 1
     if selective:
         grant(SACK, 1)
-    if SHA256 in asked and config.digest and request.mode.lower() == "octet":
-        if isinstance(request, WriteRequest):
-            sha256 = asked[SHA256][1]  # echoed: "I will verify the file against this digest"
-        else:
-            sha256 = file_sha256
-        if sha256 is not None:
-            granted.append((asked[SHA256][0], sha256))
+    digest = None
+    if algorithm is not None:
+        # ``trailer`` and a WRQ's digest are echoed ("I will verify the file against it"); an RRQ gets the file's.
+        hexdigest = asked[algorithm][1] if writing or asked[algorithm][1] == TRAILER else file_digest
+        if hexdigest is not None:
+            digest = Digest(algorithm, hexdigest)
+            granted.append((asked[algorithm][0], hexdigest))
     negotiated = Negotiated(
         blksize=blksize,
         windowsize=windowsize,
@@ -246,6 +271,6 @@ def server_negotiate(
         tsize=tsize,
         oack=bool(granted),
         selective=selective,
-        sha256=sha256,
+        digest=digest,
     )
     return tuple(granted), negotiated

@@ -35,6 +35,7 @@ each repeat restarts the dally, since it shows that the sender is still waiting.
 from __future__ import annotations
 
 from rudp.core.config import TransferConfig
+from rudp.core.digests import TRAILER, TrailerCheck
 from rudp.core.events import DataReceived, FailureKind, Negotiated
 from rudp.core.sack import build_bitmap
 from rudp.core.session import Address, Session, State
@@ -68,8 +69,11 @@ class ReceivingSession(Session):
         self._ack_wake: float | None = None  # selective repeat: when that news is acknowledged if no DATA comes
         self._last_data_at: float | None = None  # selective repeat: when the latest DATA arrived
         self._gap: float | None = None  # selective repeat: moving average of the time between DATA arrivals
+        self._trailer: TrailerCheck | None = None  # spec 7.7 ``trailer``: holds back and checks the digest
 
     def _start_transfer(self, negotiated: Negotiated) -> None:
+        if negotiated.digest is not None and negotiated.digest.value == TRAILER:
+            self._trailer = TrailerCheck(negotiated.digest.algorithm)
         self._negotiated(negotiated)
         self._move(State.TRANSFERRING)
 
@@ -152,19 +156,26 @@ class ReceivingSession(Session):
         out = payload
         if self._decoder is not None:
             out = self._decoder.feed(payload) + (self._decoder.finish() if final else b"")
-        self._received += len(out)
+        pieces = (out,) if self._trailer is None else self._trailer.take(out)
+        for piece in pieces:
+            self._received += len(piece)
         limit = self.config.max_size
         if limit is not None and self._received > limit:
             self._fail(
                 FailureKind.REFUSED, f"file exceeds the {limit}-byte limit", code=ErrorCode.DISK_FULL
             )  # RFC 1350 error 3: "Disk full or allocation exceeded"
             return False
-        if out:
-            self._events.append(DataReceived(out))
+        for piece in pieces:
+            if piece:
+                self._events.append(DataReceived(piece))  # type: ignore[arg-type]
         return True
 
     def _finish(self, now: float) -> None:
         """The final block is in: the final ACK, the outcome, then dally (RFC 1350 section 6)."""
+        if self._trailer is not None and not self._trailer.matches():
+            # Spec 7.7: damaged in transit.  No final ACK: the peer gets ERROR 0 and nothing is kept.
+            self._fail(FailureKind.DAMAGED, self._trailer.mismatch(), code=ErrorCode.NOT_DEFINED)
+            return
         self._ack(self._expected - 1, now)
         self._complete()
         self._move(State.DALLYING)

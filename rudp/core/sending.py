@@ -52,6 +52,7 @@ from collections import deque
 
 from rudp.core.config import TransferConfig
 from rudp.core.congestion import PACING_BURST, CongestionControl, FixedWindow, make_congestion_control
+from rudp.core.digests import TRAILER, Hash, new_hash
 from rudp.core.events import Negotiated
 from rudp.core.sack import held_blocks
 from rudp.core.session import Address, Session, State
@@ -91,6 +92,12 @@ class SendingSession(Session):
         self._gap_resent_before = False  # go-back-N: ... and so was the one before it
         self._pace_time = 0.0  # when the next new block is due by the pacing rate
         self._pace_wake: float | None = None  # wake-up for blocks held back by pacing
+        self._trailer_hash: Hash | None = None  # spec 7.7 ``trailer``: the digest of every byte fed so far
+        self._sealed = False  # the end of the file is settled: the trailer, if any, follows the fed bytes
+
+    def _offer_trailer(self, algorithm: str) -> None:
+        """Hash every byte fed from now on: if ``trailer`` is agreed, its digest follows them (spec 7.7)."""
+        self._trailer_hash = new_hash(algorithm)
 
     # ----------------------------------------------------------------- file input
     @property
@@ -109,6 +116,8 @@ class SendingSession(Session):
             raise ValueError("feed() after feed_eof()")
         if self.config.mode == "netascii":
             data = netascii.encode(data)
+        if self._trailer_hash is not None:
+            self._trailer_hash.update(data)
         self._spill()  # rare: fed again before the last chunk was cut
         # Bytes are immutable, so blocks can be slices of the chunk: no copy (mutable buffers are copied once).
         self._view = memoryview(data if isinstance(data, bytes) else bytes(data))
@@ -122,7 +131,19 @@ class SendingSession(Session):
 
     def feed_eof(self, *, now: float) -> None:
         self._eof = True
+        self._seal()
         self._pump(now)
+
+    def _seal(self) -> None:
+        """Once the file has ended and the options are settled, put the digest after it if ``trailer`` was
+        agreed (spec 7.7): the stream's last bytes are the hex digest of everything before them."""
+        if self._sealed or not self._eof or self.negotiated is None:
+            return
+        self._sealed = True
+        digest, hashed, self._trailer_hash = self.negotiated.digest, self._trailer_hash, None
+        if digest is not None and digest.value == TRAILER and hashed is not None:
+            self._spill()
+            self._pending += hashed.hexdigest().encode("ascii")
 
     # ----------------------------------------------------------------- protocol
     def _start_transfer(self, negotiated: Negotiated, now: float) -> None:
@@ -131,6 +152,7 @@ class SendingSession(Session):
         )
         self._negotiated(negotiated)
         self._move(State.TRANSFERRING)
+        self._seal()  # the file may have ended before the peer answered
         self._progress()
         self._pump(now)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rudp.core.config import MODES, TransferConfig
+from rudp.core.digests import TRAILER
 from rudp.core.events import FailureKind
 from rudp.core.options import RequestRefused, server_negotiate
 from rudp.core.receiving import ReceivingSession
@@ -38,7 +39,8 @@ def _for_request(config: TransferConfig, request: Request) -> TransferConfig:
 
 class ReadServer(AddressValidation, SendingSession):
     """Send a file to ``client``.  ``file_size`` is announced as tsize when asked (None: don't announce), and
-    ``file_sha256`` (the driver hashes the file when ``wants_sha256``) as sha256 when asked."""
+    ``file_digest`` (the driver hashes the file when ``wanted_digest`` names an algorithm) as the digest when
+    asked."""
 
     def __init__(
         self,
@@ -48,14 +50,16 @@ class ReadServer(AddressValidation, SendingSession):
         *,
         file_size: int | None,
         now: float,
-        file_sha256: str | None = None,
+        file_digest: str | None = None,
     ) -> None:
         super().__init__(_for_request(config, request), peer=client)
         try:
-            oack, self._plan = server_negotiate(request, self.config, file_size=file_size, file_sha256=file_sha256)
+            oack, self._plan = server_negotiate(request, self.config, file_size=file_size, file_digest=file_digest)
         except RequestRefused as refusal:
             self._fail(FailureKind.REFUSED, refusal.message, code=refusal.code)
             return
+        if self._plan.digest is not None and self._plan.digest.value == TRAILER:
+            self._offer_trailer(self._plan.digest.algorithm)  # spec 7.7: the digest follows the file
         # RFC 2349: the OACK puts the negotiated timeout in force at once
         self.rtt.set_maximum(self._plan.timeout)
         self._oack_sent_at: float | None = None

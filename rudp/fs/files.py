@@ -13,7 +13,7 @@ are relative to that descriptor (``*at`` system calls), so once the directory ha
    one ``writev`` once ``buffer_size`` bytes are pending, so 512-byte blocks do not cost a system call each and
    64 KiB blocks are not copied in user space on their way to the file.
 3. :meth:`AtomicWriter.commit` flushes, optionally ``fsync``\\ s, checks the digest if one is expected
-   (:meth:`AtomicWriter.expect_sha256`: every byte written was hashed on its way in, so a mismatch, data damaged
+   (:meth:`AtomicWriter.expect_digest`: every byte written was hashed on its way in, so a mismatch, data damaged
    in transit, aborts with :class:`DigestMismatch` and the file never reaches its final name), and moves the file
    into place in one step:
 
@@ -41,17 +41,17 @@ from __future__ import annotations
 
 import enum
 import errno
-import hashlib
 import os
 import secrets
 import stat
 from types import TracebackType
-from typing import BinaryIO
 
+from rudp.core.digests import Hash, new_hash
+from rudp.core.events import Digest
 from rudp.fs.errors import FsError, PathRefused, refusal_from_oserror, write_failure_from_oserror
 from rudp.wire.packets import ErrorCode
 
-__all__ = ["AtomicWriter", "DigestMismatch", "TEMP_SUFFIX", "file_sha256"]
+__all__ = ["AtomicWriter", "DigestMismatch", "TEMP_SUFFIX"]
 
 TEMP_SUFFIX = ".rudp-part"
 _TEMP_NAME_KEEP = 200  # bytes of the final name kept in the temporary name (NAME_MAX is 255)
@@ -63,28 +63,17 @@ _IOV_MAX = 1024  # chunks per writev (Linux's IOV_MAX)
 _FILE_MODE_MASK = 0o666  # created files are never executable, set-id or sticky
 
 
-def file_sha256(source: BinaryIO) -> str:
-    """The hex SHA-256 of ``source`` read from its start, leaving it at its start again: the pre-pass of the side
-    that offers rudp's ``sha256`` option for a file it sends.  Raises OSError if the file cannot be read."""
-    digest = hashlib.sha256()
-    view = memoryview(bytearray(1024 * 1024))
-    source.seek(0)
-    while n := source.readinto(view):  # type: ignore[attr-defined]
-        digest.update(view[:n])
-    source.seek(0)
-    return digest.hexdigest()
-
-
 class DigestMismatch(FsError):
-    """The bytes written do not have the digest the sender announced (rudp's ``sha256`` option): damaged in
-    transit.  RFC 1350 error 0 with this message goes to the peer; nothing is kept."""
+    """The bytes written do not have the digest the sender announced (rudp's digest option): damaged in transit.
+    RFC 1350 error 0 with this message goes to the peer; nothing is kept."""
 
-    def __init__(self, expected: str, actual: str) -> None:
+    def __init__(self, algorithm: str, expected: str, actual: str) -> None:
         super().__init__(
             ErrorCode.NOT_DEFINED,
-            f"sha256 mismatch: file damaged in transit, not kept "
+            f"{algorithm} mismatch: file damaged in transit, not kept "
             f"(expected {expected[:12]}..., got {actual[:12]}...)",
         )
+        self.algorithm = algorithm
         self.expected = expected
         self.actual = actual
 
@@ -128,8 +117,8 @@ class AtomicWriter:
             self._pending = 0  # their total size
             self._buffer_size = max(0, buffer_size)
             self.bytes_written = 0
-            self._hash: hashlib._Hash | None = None  # hashes every byte written once a digest is expected
-            self._expected: str | None = None
+            self._hash: Hash | None = None  # hashes every byte written once a digest is expected
+            self._expected: Digest | None = None
             self._check_destination()
             self._temp, self._fd = self._create_temp(mode)
         except BaseException:
@@ -210,14 +199,15 @@ class AtomicWriter:
     def committed(self) -> bool:
         return self._state is _State.COMMITTED
 
-    def expect_sha256(self, hexdigest: str) -> None:
-        """Verify at :meth:`commit` that the file's SHA-256 is ``hexdigest`` (lower-case hex); call it before the
-        first write.  The bytes are hashed as they are written, so the check costs no second read."""
+    def expect_digest(self, algorithm: str, hexdigest: str) -> None:
+        """Verify at :meth:`commit` that the file's digest by ``algorithm`` (a digest option's name, spec 7.7) is
+        ``hexdigest`` (lower-case hex); call it before the first write.  The bytes are hashed as they are written,
+        so the check costs no second read."""
         self._require_open()
         if self.bytes_written:
-            raise ValueError("expect_sha256 must come before the first write")
-        self._hash = hashlib.sha256()
-        self._expected = hexdigest.lower()
+            raise ValueError("expect_digest must come before the first write")
+        self._hash = new_hash(algorithm)
+        self._expected = Digest(algorithm, hexdigest.lower())
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data``.  On failure the writer aborts and raises :class:`WriteFailed` (3: disk full)."""
@@ -276,9 +266,9 @@ class AtomicWriter:
             raise write_failure_from_oserror(exc) from exc
         if self._hash is not None and self._expected is not None:
             actual = self._hash.hexdigest()
-            if actual != self._expected:
+            if actual != self._expected.value:
                 self.abort()
-                raise DigestMismatch(self._expected, actual)
+                raise DigestMismatch(self._expected.algorithm, self._expected.value, actual)
         try:
             if self._overwrite:
                 os.rename(self._temp, self._final, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)

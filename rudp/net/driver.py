@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
+from rudp.core.digests import TRAILER
 from rudp.core.events import DataReceived, FailureKind, Negotiated, TransferComplete, TransferFailed
 from rudp.core.session import Session
 from rudp.errors import ExitCode, IntegrityError, LocalFileError, NetworkError, RudpError, error_for_failure
@@ -85,7 +86,7 @@ def keep_heap() -> None:
 
 
 class Sink(Protocol):
-    def expect_sha256(self, hexdigest: str) -> None: ...  # called only when the sha256 option was negotiated
+    def expect_digest(self, algorithm: str, hexdigest: str) -> None: ...  # only when a digest was negotiated
     def write(self, data: bytes) -> Any: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
@@ -247,6 +248,7 @@ class Transfer:
             timeout=n.timeout if n else None,
             tsize=n.tsize if n else None,
             options_acknowledged=bool(n and n.oack),
+            digest=n.digest.algorithm if n and n.digest else None,
             retransmissions=self.session.stats.retransmissions,
             ok=ok,
             error=error,
@@ -377,10 +379,11 @@ class Transfer:
                 self._store(event.data)
             elif isinstance(event, Negotiated):
                 self.negotiated = event
-                if event.sha256 is not None and self.sink is not None:
-                    # rudp's sha256 option (spec 7.7): Negotiated precedes every DataReceived, so the sink hashes
-                    # the whole file and commit() refuses to move a damaged one into place.
-                    self.sink.expect_sha256(event.sha256)
+                if event.digest is not None and event.digest.value != TRAILER and self.sink is not None:
+                    # A digest in the request (spec 7.7): Negotiated precedes every DataReceived, so the sink
+                    # hashes the whole file and commit() refuses to move a damaged one into place.  A ``trailer``
+                    # digest the session checks itself, before its final ACK.
+                    self.sink.expect_digest(*event.digest)
             elif isinstance(event, TransferComplete):
                 self.finished_at = now
                 if self.sink is not None:

@@ -30,13 +30,13 @@ from dataclasses import dataclass, replace
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import TransferComplete
-from rudp.core.options import wants_sha256
+from rudp.core.options import wanted_digest
 from rudp.core.ratelimit import TokenBuckets
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
 from rudp.core.session import fmt_address
 from rudp.errors import LocalFileError, NetworkError
 from rudp.fs import FsError, Root
-from rudp.fs.files import file_sha256
+from rudp.fs.digests import file_digest
 from rudp.net.driver import Transfer, keep_heap, spin
 from rudp.net.sockets import Address, receive_buffer, udp_socket
 from rudp.result import TransferResult
@@ -352,9 +352,10 @@ class Server:
         if isinstance(request, ReadRequest):
             octet = request.mode.lower() == "octet"
             digest = None
-            if wants_sha256(request, self.config.transfer):
+            algorithm = wanted_digest(request, self.config.transfer)
+            if algorithm is not None:
                 try:
-                    digest = file_sha256(source)  # type: ignore[arg-type]
+                    digest = file_digest(source, algorithm)  # type: ignore[arg-type]
                 except OSError as exc:
                     sock.close()
                     source.close()  # type: ignore[union-attr]
@@ -366,7 +367,7 @@ class Server:
                 self.config.transfer,
                 file_size=size if octet else None,
                 now=now,
-                file_sha256=digest,
+                file_digest=digest,
             )
             direction = "serve"
         else:

@@ -34,7 +34,6 @@ the time the ACK waits for the rest of the window (the receiver acknowledges onc
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import itertools
 import json
@@ -48,7 +47,9 @@ from typing import IO, Any
 
 from rudp.core.client import ReadClient, WriteClient
 from rudp.core.config import TransferConfig
-from rudp.core.events import DataReceived, Negotiated, TransferComplete, TransferFailed
+from rudp.core.digests import TRAILER, new_hash
+from rudp.core.events import DataReceived, Digest, Negotiated, TransferComplete, TransferFailed
+from rudp.core.options import wanted_digest
 from rudp.core.server import ReadServer, RequestRefused, WriteServer, check_request
 from rudp.core.session import Session
 from rudp.impair.model import HEADER_BYTES, Channel, Delivery, Impairment
@@ -186,7 +187,7 @@ class _Run:
         self.offset = 0
         self.eof = False
         self.received = bytearray()
-        self.expected_sha256: str | None = None  # the receiving session's negotiated sha256, if any
+        self.expected_digest: Digest | None = None  # the receiving session's negotiated digest, if any
         self.channels = {
             "c>s": Channel(config.up, random.Random(f"{config.seed}:up")),
             "s>c": Channel(config.down, random.Random(f"{config.seed}:down")),
@@ -195,7 +196,12 @@ class _Run:
         self.sequence = itertools.count()
         if config.direction == "upload":
             self.client: Session = WriteClient(
-                "sim.bin", SERVER, config.client, tsize=config.size, sha256=self._digest(), now=0.0
+                "sim.bin",
+                SERVER,
+                config.client,
+                tsize=config.size,
+                digest=self._digest(config.client.digest_algorithm if self._digest_in_request() else None),
+                now=0.0,
             )
         else:
             self.client = ReadClient("sim.bin", SERVER, config.client, now=0.0)
@@ -232,11 +238,12 @@ class _Run:
             if isinstance(event, DataReceived):
                 self.received += event.data
             elif isinstance(event, Negotiated) and self._is_receiver(session):
-                self.expected_sha256 = event.sha256
+                self.expected_digest = event.digest
             elif isinstance(event, TransferComplete) and self._is_receiver(session) and self._damaged():
                 # As the driver's sink does (spec 7.7): the file is checked before it would be kept; a mismatch
                 # withdraws the final ACK, the peer gets an ERROR and nothing is kept.
-                session.abort("sha256 mismatch: file damaged in transit, not kept")
+                assert self.expected_digest is not None
+                session.abort(f"{self.expected_digest.algorithm} mismatch: file damaged in transit, not kept")
                 self.receiver_done_at = self.now
             elif isinstance(event, (TransferComplete, TransferFailed)) and self._is_receiver(session):
                 self.receiver_done_at = self.now
@@ -244,15 +251,28 @@ class _Run:
         for datagram, addr in session.datagrams_to_send():
             self._transmit(direction, datagram, (addr, source))
 
-    def _digest(self) -> str | None:
-        """The file's SHA-256, as the side that has the file offers it (spec 7.7), if that side's config does."""
-        side = self.config.client if self.config.direction == "upload" else self.config.server
-        return hashlib.sha256(self.data).hexdigest() if side.digest and side.mode == "octet" else None
+    def _digest_in_request(self) -> bool:
+        """The uploading client carries its digest in the WRQ (a pre-pass), not after the data (spec 7.7)."""
+        client = self.config.client
+        return client.digest and not client.digest_trailer
+
+    def _digest(self, algorithm: str | None) -> str | None:
+        """The file's digest by ``algorithm``, as the side that has the file offers it (spec 7.7); None: none."""
+        if algorithm is None:
+            return None
+        digest = new_hash(algorithm)
+        digest.update(self.data)
+        return digest.hexdigest()
 
     def _damaged(self) -> bool:
-        """The sha256 option was negotiated and the bytes received do not match it."""
-        expected = self.expected_sha256
-        return expected is not None and hashlib.sha256(self.received).hexdigest() != expected
+        """A digest was negotiated in the request and the bytes received do not match it (a ``trailer`` digest
+        the receiving session checks itself)."""
+        expected = self.expected_digest
+        if expected is None or expected.value == TRAILER:
+            return False
+        digest = new_hash(expected.algorithm)
+        digest.update(self.received)
+        return digest.hexdigest() != expected.value
 
     def _is_receiver(self, session: Session) -> bool:
         upload = self.config.direction == "upload"
@@ -331,7 +351,7 @@ class _Run:
                 CLIENT,
                 self.config.server,
                 file_size=self.config.size,
-                file_sha256=self._digest(),
+                file_digest=self._digest(wanted_digest(request, self.config.server)),
                 now=self.now,
             )
         else:
