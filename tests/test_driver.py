@@ -37,6 +37,9 @@ class ScriptedSocket:
         self.log.append(f"send {describe(decode(datagram))}")
         return len(datagram)
 
+    def sendmsg(self, buffers, ancdata=(), flags: int = 0, addr: tuple | None = None) -> int:
+        return self.sendto(b"".join(buffers), addr)  # a DATA gathered from its header and payload
+
 
 class ListSink:
     def __init__(self, log: list[str]) -> None:

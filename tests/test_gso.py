@@ -242,8 +242,11 @@ class RefusingSocket(socket.socket):
         self.sendtos = 0
 
     def sendmsg(self, *args: object) -> int:  # type: ignore[override]
-        self.refused += 1
-        raise OSError(errno.EIO, "Input/output error")
+        if len(args) > 1 and args[1]:  # ancillary data: UDP_SEGMENT, a GSO send
+            self.refused += 1
+            raise OSError(errno.EIO, "Input/output error")
+        self.sendtos += 1  # one DATA gathered from its header and payload: a plain single send
+        return super().sendmsg(*args)  # type: ignore[arg-type,no-any-return]
 
     def sendto(self, *args: object) -> int:  # type: ignore[override]
         self.sendtos += 1
@@ -265,7 +268,7 @@ def test_when_gso_is_refused_every_datagram_leaves_once_by_sendto() -> None:
     assert transfer.session.stats.retransmissions == 0
     assert sock.refused == 1 and transfer.gso_refused == "EIO"  # tried once, then never again on this socket
     assert transfer.gso_sends == 0
-    assert sock.sendtos == 1 + len(data) // BLKSIZE + 1  # the WRQ, then one sendto per block
+    assert sock.sendtos == 1 + len(data) // BLKSIZE + 1  # the WRQ, then one single send per block
 
 
 def test_when_the_kernel_refuses_gso_the_batch_goes_again_datagram_by_datagram() -> None:

@@ -219,8 +219,17 @@ def test_the_trailer_check_passes_the_file_on_whatever_the_cuts(algorithm):
         cuts = sorted(rng.sample(range(1, len(stream)), rng.randrange(0, 12)))
         check = TrailerCheck(algorithm)
         pieces = [check.take(stream[a:b]) for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        pieces.append(check.finish())
         out = b"".join(bytes(piece) for taken in pieces for piece in taken)
         assert out == DATA and check.matches(), cuts
+
+
+def test_the_trailer_check_hands_blocks_on_whole_and_uncopied():
+    blocks = [bytes([i]) * 1024 for i in range(5)]
+    check = TrailerCheck("xxh128")
+    released = [piece for block in blocks for piece in check.take(block)]
+    assert released == blocks[:4] and all(a is b for a, b in zip(released, blocks[:4], strict=True))
+    assert check.finish() == (blocks[4][:-32],) and not check.matches()  # its last 32 bytes were no digest
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -231,10 +240,12 @@ def test_the_trailer_check_refuses_any_damage_and_says_so_in_one_clean_line(algo
         damaged[where] ^= 0x01
         check = TrailerCheck(algorithm)
         check.take(bytes(damaged))
+        check.finish()
         assert not check.matches(), where
     for cut_short in (stream[:-1], DATA, b"", b"\x00" * 3):
         check = TrailerCheck(algorithm)
         check.take(cut_short)
+        check.finish()
         assert not check.matches()
         message = check.mismatch()
         assert message.startswith(f"{algorithm} mismatch: file damaged in transit, not kept")

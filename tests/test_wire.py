@@ -25,6 +25,7 @@ from rudp.wire.codec import (
     encode,
     encode_ack,
     encode_data,
+    encode_data_parts,
     encode_with_construct,
 )
 from rudp.wire.packets import (
@@ -333,4 +334,6 @@ def test_generated_packets_round_trip_on_both_paths(packet: Packet) -> None:
 @given(u16, st.binary(max_size=600))
 def test_fast_encoders_match_construct(block: int, payload: bytes) -> None:
     assert encode_data(block, payload) == encode_with_construct(Data(block, payload))
+    header, rest = encode_data_parts(block, payload)  # what a gathering send puts on the wire
+    assert header + rest == encode_with_construct(Data(block, payload)) and rest is payload
     assert encode_ack(block) == encode_with_construct(Ack(block))

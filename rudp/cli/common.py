@@ -19,6 +19,7 @@ from rudp.api import DEFAULT_BLKSIZE, MAX_FITTED_WINDOW, client_config
 from rudp.core.config import DEFAULT_RETRIES, DEFAULT_TIMEOUT, MAX_WINDOWSIZE, TransferConfig
 from rudp.core.digests import DIGESTS
 from rudp.errors import ExitCode, RudpError
+from rudp.net.driver import freeze_imports
 from rudp.result import TransferResult
 from rudp.wire.packets import MAX_BLKSIZE, MIN_BLKSIZE
 
@@ -193,6 +194,8 @@ def entry_point(run: Callable[[Sequence[str] | None], int]) -> Callable[[Sequenc
     def main(argv: Sequence[str] | None = None) -> NoReturn:
         prog = os.path.basename(sys.argv[0]) if argv is None else "rudp"
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        if argv is None:  # the command owns its process (not a caller's: their objects stay collectable)
+            freeze_imports()
         try:
             code = run(argv)
         except RudpError as exc:

@@ -4,8 +4,8 @@ A digest option is named after its algorithm and says where the digest travels:
 
 * ``trailer`` (what rudp's clients offer): the digest follows the file in the DATA stream, as lower-case hex
   ASCII.  The side that sends hashes each byte as it first feeds it to the session; the side that receives holds
-  back the last ``DIGESTS[algorithm]`` bytes of the stream (:class:`TrailerCheck`) and acknowledges the final
-  block only if they are the digest of the rest.  Nobody reads the file twice.
+  back the stream's end (:class:`TrailerCheck`) and acknowledges the final block only if its last
+  ``DIGESTS[algorithm]`` bytes are the digest of the rest.  Nobody reads the file twice.
 * in the request: a WRQ carries the file's hex digest, and an RRQ asks with ``0`` for the server to put it in
   its OACK.  It costs a pre-pass over the file before the first packet; the driver's sink checks it.
 
@@ -17,6 +17,7 @@ a forger who can rewrite the request as well as the data.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -45,38 +46,46 @@ def new_hash(algorithm: str) -> Hash:
 
 
 class TrailerCheck:
-    """The receiving side of ``trailer`` mode: pass the file's bytes on, keep back the stream's last bytes, and
-    tell at the end whether they are the hex digest of everything passed on.
+    """The receiving side of ``trailer`` mode: pass the file's bytes on, keep back the stream's end, and tell at
+    the end whether its last bytes are the hex digest of everything passed on.
 
-    ``take`` never copies a block: it returns the bytes held back from before (at most one digest long) and a
-    view of the new block without its tail."""
+    Blocks are held back whole and released whole once the blocks after them hold a digest's length, so a
+    block is never cut or copied on its way (one event, one write each); only the last one or two are joined and
+    cut, once, by :meth:`finish`."""
 
     def __init__(self, algorithm: str) -> None:
         self.algorithm = algorithm
         self._hash = new_hash(algorithm)
         self._size = DIGESTS[algorithm]
-        self._tail = b""  # the stream's last bytes so far: the digest, if the stream ends now
+        self._held: deque[bytes | memoryview] = deque()  # the stream's latest blocks: the digest is in them
+        self._held_bytes = 0
+        self._tail = b""  # the stream's last bytes, once it has ended
 
     def take(self, data: bytes | memoryview) -> tuple[bytes | memoryview, ...]:
-        """The file bytes that ``data``, the stream's next bytes, releases (in order; possibly none)."""
-        n = self._size
-        pieces: tuple[bytes | memoryview, ...]
-        if len(data) >= n:
-            view = memoryview(data)
-            pieces = (self._tail, view[: len(data) - n])
-            self._tail = bytes(view[len(data) - n :])
-        else:
-            joined = self._tail + bytes(data)
-            cut = max(0, len(joined) - n)
-            pieces = (joined[:cut],)
-            self._tail = joined[cut:]
-        out = tuple(piece for piece in pieces if len(piece))
-        for piece in out:
+        """The file bytes that ``data``, the stream's next bytes, releases (in order; usually one block)."""
+        held = self._held
+        held.append(data)
+        self._held_bytes += len(data)
+        out: list[bytes | memoryview] = []
+        while self._held_bytes - len(held[0]) >= self._size:  # the rest still holds a whole digest
+            piece = held.popleft()
+            self._held_bytes -= len(piece)
             self._hash.update(piece)
-        return out
+            out.append(piece)
+        return tuple(out)
+
+    def finish(self) -> tuple[bytes | memoryview, ...]:
+        """The stream has ended: the file's last bytes (all held but the digest).  Then :meth:`matches` tells."""
+        joined = b"".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        cut = max(0, len(joined) - self._size)
+        body, self._tail = joined[:cut], joined[cut:]
+        self._hash.update(body)
+        return (body,) if body else ()
 
     def matches(self) -> bool:
-        """The stream ended: were its last bytes the digest of the file bytes before them?"""
+        """After :meth:`finish`: were the stream's last bytes the digest of the file bytes before them?"""
         return self._tail == self._hash.hexdigest().encode("ascii")
 
     def mismatch(self) -> str:

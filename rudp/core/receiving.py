@@ -38,7 +38,7 @@ from rudp.core.config import TransferConfig
 from rudp.core.digests import TRAILER, TrailerCheck
 from rudp.core.events import DataReceived, FailureKind, Negotiated
 from rudp.core.sack import build_bitmap
-from rudp.core.session import Address, Session, State
+from rudp.core.session import Address, Datagram, Session, State
 from rudp.wire.codec import encode_ack, encode_sack
 from rudp.wire.netascii import NetasciiDecoder
 from rudp.wire.packets import Data, ErrorCode, Packet
@@ -156,7 +156,12 @@ class ReceivingSession(Session):
         out = payload
         if self._decoder is not None:
             out = self._decoder.feed(payload) + (self._decoder.finish() if final else b"")
-        pieces = (out,) if self._trailer is None else self._trailer.take(out)
+        if self._trailer is None:
+            pieces: tuple[bytes | memoryview, ...] = (out,)
+        else:  # spec 7.7: the digest is the stream's end; the file is everything before it
+            pieces = self._trailer.take(out)
+            if final:
+                pieces += self._trailer.finish()
         for piece in pieces:
             self._received += len(piece)
         limit = self.config.max_size
@@ -239,7 +244,7 @@ class ReceivingSession(Session):
         assert self.negotiated is not None
         return max(1, min(self.negotiated.windowsize // 4, 8))
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+    def datagram_parts_to_send(self) -> list[tuple[Datagram, Address]]:
         """Selective repeat: everything that arrived has been handed over; acknowledge what is news if the flow
         has paused (at once when the gap between arrivals is not known yet)."""
         if self._ack_due is not None and self.state is State.TRANSFERRING:
@@ -248,7 +253,7 @@ class ReceivingSession(Session):
                 self._sack(self._ack_due)
             else:
                 self._ack_wake = last + min(PAUSE_GAPS * gap, MAX_ACK_DELAY)
-        return super().datagrams_to_send()
+        return super().datagram_parts_to_send()
 
     def get_timer(self) -> float | None:
         wake, deadline = self._ack_wake, self._deadline

@@ -57,7 +57,7 @@ from rudp.core.events import Negotiated
 from rudp.core.sack import held_blocks
 from rudp.core.session import Address, Session, State
 from rudp.wire import netascii
-from rudp.wire.codec import encode_data
+from rudp.wire.codec import encode_data_parts
 from rudp.wire.packets import Ack, Packet, SelectiveAck
 
 __all__ = ["SendingSession", "PACKET_THRESHOLD", "GAP_ACK_DELAY"]
@@ -219,7 +219,7 @@ class SendingSession(Session):
                 self._tx_order.append((self._tx_count, block))
             elif block == self._base:
                 self._window_sent_at = now
-            self._send(encode_data(block % _WIRE, self._blocks[block]))
+            self._send(encode_data_parts(block % _WIRE, self._blocks[block]))
             self._next += 1
             sent = True
         if sent and not (selective and self._deadline is not None):
@@ -249,7 +249,7 @@ class SendingSession(Session):
         self._last_tx[block] = self._tx_count
         self._tx_order.append((self._tx_count, block))
         self._last_tx_at[block] = now
-        self._send(encode_data(block % _WIRE, self._blocks[block]))
+        self._send(encode_data_parts(block % _WIRE, self._blocks[block]))
 
     def _on_sack(self, block: int, bitmap: bytes, now: float) -> None:
         """Selective repeat: an ACK or SACK.  Slide the window, note what arrived, resend what is lost."""

@@ -35,12 +35,28 @@ from typing import Any
 from rudp.core.config import TransferConfig
 from rudp.core.events import Event, FailureKind, Negotiated, TransferComplete, TransferFailed, TransferStats
 from rudp.core.rtt import INITIAL_RTO, RttEstimator
-from rudp.wire.codec import MalformedPacket, decode, encode
+from rudp.wire.codec import Buffer, MalformedPacket, decode, encode
 from rudp.wire.packets import Error, ErrorCode, Opcode, Packet
 
-__all__ = ["Address", "State", "Session", "IllegalTransition", "same_endpoint", "fmt_address"]
+__all__ = [
+    "Address",
+    "Datagram",
+    "State",
+    "Session",
+    "IllegalTransition",
+    "datagram_length",
+    "same_endpoint",
+    "fmt_address",
+]
 
 Address = tuple[Any, ...]  # as socket.recvfrom gives it: (host, port) or (host, port, flowinfo, scope_id)
+# One datagram to send: its bytes, or a DATA's (header, payload) that a driver gathers without a copy.
+Datagram = bytes | tuple[bytes, Buffer]
+
+
+def datagram_length(datagram: Datagram) -> int:
+    return len(datagram) if isinstance(datagram, bytes) else len(datagram[0]) + len(datagram[1])
+
 
 _ERROR_OPCODE = Opcode.ERROR.to_bytes(2, "big")
 
@@ -79,7 +95,7 @@ class Session:
         self.stats = TransferStats()
         self.negotiated: Negotiated | None = None
         self.outcome: TransferComplete | TransferFailed | None = None
-        self._out: list[tuple[bytes, Address]] = []
+        self._out: list[tuple[Datagram, Address]] = []
         self._events: deque[Event] = deque()
         self._deadline: float | None = None
         self._tries = 0  # full-timeout retransmissions since the last progress
@@ -123,6 +139,12 @@ class Session:
             self._on_timeout(now)
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        """What to send, each datagram as one ``bytes``."""
+        return [(d if isinstance(d, bytes) else b"".join(d), a) for d, a in self.datagram_parts_to_send()]
+
+    def datagram_parts_to_send(self) -> list[tuple[Datagram, Address]]:
+        """What to send, a DATA as its (header, payload) so that a driver can gather them (``sendmsg``) without
+        copying the payload; anything else as ``bytes``.  Subclasses that queue at collection time hook here."""
         out, self._out = self._out, []
         return out
 
@@ -200,12 +222,12 @@ class Session:
             raise IllegalTransition(f"{self.state.value} -> {new.value}")
         self.state = new
 
-    def _send_to(self, datagram: bytes, addr: Address) -> None:
+    def _send_to(self, datagram: Datagram, addr: Address) -> None:
         self._out.append((datagram, addr))
         self.stats.datagrams_sent += 1
-        self.stats.wire_bytes_sent += len(datagram)
+        self.stats.wire_bytes_sent += datagram_length(datagram)
 
-    def _send(self, datagram: bytes) -> None:
+    def _send(self, datagram: Datagram) -> None:
         assert self.peer is not None
         self._send_to(datagram, self.peer)
 

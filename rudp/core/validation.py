@@ -28,7 +28,7 @@ from __future__ import annotations
 from rudp.core.events import FailureKind
 from rudp.core.receiving import ReceivingSession
 from rudp.core.sending import SendingSession
-from rudp.core.session import Address, Session, State, fmt_address, same_endpoint
+from rudp.core.session import Address, Datagram, Session, State, fmt_address, same_endpoint
 from rudp.wire.codec import MalformedPacket, decode
 from rudp.wire.packets import Ack, Data, Error, Packet
 
@@ -38,7 +38,7 @@ __all__ = ["AddressValidation"]
 class AddressValidation(Session):
     _validating = False
     _validate_until = 0.0
-    _first_answer: list[tuple[bytes, Address]] | None = None
+    _first_answer: list[tuple[Datagram, Address]] | None = None
     unvalidated_ignored = 0  # datagrams from the client ignored while its address was unproven
 
     def require_validation(self, *, now: float, lifetime: float) -> None:
@@ -107,8 +107,8 @@ class AddressValidation(Session):
             return
         super().handle_timer(now=now)
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        out = super().datagrams_to_send()
+    def datagram_parts_to_send(self) -> list[tuple[Datagram, Address]]:
+        out = super().datagram_parts_to_send()
         if self._validating and out and self._first_answer is None:
             self._first_answer = list(out)
         return out

@@ -58,6 +58,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_data",
+    "encode_data_parts",
     "encode_ack",
     "decode_with_construct",
     "encode_with_construct",
@@ -173,10 +174,17 @@ _FROM_CONSTRUCT: Final[dict[str, Callable[[Container], Packet]]] = {
 
 def encode_data(block: int, payload: Buffer) -> bytes:
     """DATA on the fast path: ``| 03 | block | payload |`` (RFC 1350 section 5)."""
+    header, payload = encode_data_parts(block, payload)
+    return header + payload
+
+
+def encode_data_parts(block: int, payload: Buffer) -> tuple[bytes, Buffer]:
+    """DATA as its two pieces, header and payload, for a gathering send (``sendmsg``) that never copies the
+    payload in user space; joined they are exactly ``encode_data``'s bytes."""
     _check_u16(block, "block")
     if len(payload) > MAX_BLKSIZE:  # RFC 2348: blksize at most 65464 octets
         raise ValueError(f"DATA payload of {len(payload)} bytes exceeds {MAX_BLKSIZE}")
-    return _HEAD.pack(_OP_DATA, block) + payload
+    return _HEAD.pack(_OP_DATA, block), payload
 
 
 def encode_ack(block: int) -> bytes:
