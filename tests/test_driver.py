@@ -51,6 +51,9 @@ class ListSink:
         self.log.append(f"write {len(data)}")
         self.data += data
 
+    def expect_size(self, size: int) -> None:
+        pass
+
     def commit(self) -> None:
         self.log.append("commit")
         self.committed = True

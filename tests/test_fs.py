@@ -620,3 +620,50 @@ def test_more_chunks_than_one_writev_takes(tmp_path: Path) -> None:
             w.write(chunk)
         w.commit()
     assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
+
+
+# ----------------------------------------------------------------- reserving the announced size (fallocate)
+def _allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def _reserving_dir(tmp_path: Path) -> Path:
+    probe = tmp_path / "probe"
+    with open(probe, "wb") as f:
+        try:
+            assert files_mod._FALLOCATE is not None
+            files_mod._FALLOCATE(f.fileno(), 0, 4096)
+        except (AssertionError, OSError) as exc:
+            pytest.skip(f"this file system cannot reserve space (fallocate): {exc}")
+    probe.unlink()
+    return tmp_path
+
+
+def _temp_of(directory: Path) -> Path:
+    (temp,) = [p for p in directory.iterdir() if p.name.endswith(files_mod.TEMP_SUFFIX)]
+    return temp
+
+
+def test_space_is_reserved_ahead_of_the_writes_but_never_more_than_the_bound(tmp_path: Path) -> None:
+    d = _reserving_dir(tmp_path)
+    huge = 1 << 40  # a peer may announce anything: 1 TiB
+    writer = AtomicWriter.for_path(d / "f", overwrite=False, buffer_size=0)
+    writer.expect_size(huge)
+    writer.write(b"x" * 1_000_000)
+    allocated = _allocated(_temp_of(d))
+    assert files_mod.RESERVE_AHEAD <= allocated <= 1_000_000 + files_mod.RESERVE_AHEAD + 65536
+    writer.commit()
+    assert (d / "f").read_bytes() == b"x" * 1_000_000  # the file ends where the bytes do
+    assert _allocated(d / "f") < 2_000_000  # and the space reserved beyond them was given back
+
+
+def test_a_small_announced_size_reserves_just_that_and_a_short_file_ends_where_its_bytes_do(
+    tmp_path: Path,
+) -> None:
+    d = _reserving_dir(tmp_path)
+    writer = AtomicWriter.for_path(d / "f", overwrite=False, buffer_size=0)
+    writer.expect_size(3 * 1024 * 1024)
+    writer.write(b"y" * 100)
+    assert 3 * 1024 * 1024 <= _allocated(_temp_of(d)) < 4 * 1024 * 1024
+    writer.commit()
+    assert (d / "f").read_bytes() == b"y" * 100 and _allocated(d / "f") <= 65536

@@ -181,6 +181,9 @@ class ListSink:
     def write(self, data: bytes) -> None:
         self.data += data
 
+    def expect_size(self, size: int) -> None:
+        pass
+
     def commit(self) -> None:
         self.committed = True
 

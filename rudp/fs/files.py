@@ -39,11 +39,13 @@ destination that is not a regular file (a FIFO, socket or device node) is refuse
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import errno
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from types import TracebackType
 
 from rudp.core.digests import Hash, new_hash
@@ -61,6 +63,31 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DEFAULT_BUFFER = 1024 * 1024  # per writev: 4 MiB spills the cache, 256 KiB makes ext4 work more
 _IOV_MAX = 1024  # chunks per writev (Linux's IOV_MAX)
 _FILE_MODE_MASK = 0o666  # created files are never executable, set-id or sticky
+# Disk space is reserved (fallocate) at most this far ahead of the bytes written, up to the announced size: the
+# file system then allocates in large extents instead of page by page (a third less CPU per byte written here),
+# yet a peer that announces a huge tsize and sends nothing cannot make us reserve more than this per transfer.
+RESERVE_AHEAD = 16 * 1024 * 1024
+_NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV})
+
+
+def _fallocate() -> Callable[[int, int, int], None] | None:
+    """Linux's fallocate(2) with mode 0, not glibc's posix_fallocate, which on a file system that cannot
+    allocate falls back to writing zeros over the whole range; None where there is no such call."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    call.argtypes, call.restype = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64], ctypes.c_int
+
+    def fallocate(fd: int, offset: int, length: int) -> None:
+        if call(fd, 0, offset, length) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return fallocate
+
+
+_FALLOCATE = _fallocate()
 
 
 class DigestMismatch(FsError):
@@ -117,6 +144,8 @@ class AtomicWriter:
             self._pending = 0  # their total size
             self._buffer_size = max(0, buffer_size)
             self.bytes_written = 0
+            self._size: int | None = None  # the size the peer announced, if any: space is reserved toward it
+            self._reserved = 0  # bytes of the file's space reserved so far (the file is this long, at least)
             self._hash: Hash | None = None  # hashes every byte written once a digest is expected
             self._expected: Digest | None = None
             self._check_destination()
@@ -209,6 +238,29 @@ class AtomicWriter:
         self._hash = new_hash(algorithm)
         self._expected = Digest(algorithm, hexdigest.lower())
 
+    def expect_size(self, size: int) -> None:
+        """The peer announced the file's size (RFC 2349 tsize): reserve disk space toward it as the bytes come,
+        at most ``RESERVE_AHEAD`` beyond them, so a full disk shows at once (ERROR 3) and the file system
+        allocates in large pieces.  The file ends where the bytes do, whatever was announced."""
+        self._require_open()
+        if size > 0 and _FALLOCATE is not None:
+            self._size = size
+
+    def _reserve(self, end: int) -> None:
+        """Have space up to ``end`` reserved (an OSError such as ENOSPC propagates: disk full)."""
+        assert self._size is not None and _FALLOCATE is not None
+        target = min(self._size, end + RESERVE_AHEAD)
+        if target <= self._reserved:
+            return
+        try:
+            _FALLOCATE(self._fd, self._reserved, target - self._reserved)
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                raise
+            self._size = None  # this file system cannot: write as usual
+            return
+        self._reserved = target
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data``.  On failure the writer aborts and raises :class:`WriteFailed` (3: disk full)."""
         self._require_open()
@@ -226,6 +278,8 @@ class AtomicWriter:
             self._flush_or_abort()
 
     def _flush(self) -> None:
+        if self._size is not None and self._chunks:
+            self._reserve(self.bytes_written)
         chunks = self._chunks
         while chunks:
             batch = chunks[:_IOV_MAX]
@@ -257,6 +311,8 @@ class AtomicWriter:
         self._require_open()
         self._flush_or_abort()
         try:
+            if self._reserved > self.bytes_written:  # reserved toward a size the peer announced, not all sent
+                os.ftruncate(self._fd, self.bytes_written)
             if self._fsync:
                 os.fsync(self._fd)
             fd, self._fd = self._fd, -1

@@ -97,6 +97,7 @@ def freeze_imports() -> None:
 
 class Sink(Protocol):
     def expect_digest(self, algorithm: str, hexdigest: str) -> None: ...  # only when a digest was negotiated
+    def expect_size(self, size: int) -> None: ...  # the size the peer announced (tsize), before any data
     def write(self, data: bytes) -> Any: ...
     def commit(self) -> None: ...
     def abort(self) -> None: ...
@@ -401,6 +402,8 @@ class Transfer:
                 self._store(event.data)
             elif isinstance(event, Negotiated):
                 self.negotiated = event
+                if event.tsize is not None and self.sink is not None:
+                    self.sink.expect_size(event.tsize)  # disk space is reserved toward it as the data comes
                 if event.digest is not None and event.digest.value != TRAILER and self.sink is not None:
                     # A digest in the request (spec 7.7): Negotiated precedes every DataReceived, so the sink
                     # hashes the whole file and commit() refuses to move a damaged one into place.  A ``trailer``
