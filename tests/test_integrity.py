@@ -535,3 +535,19 @@ def test_corruption_through_the_shim_never_leaves_a_wrong_file(tmp_path, seed):
     print("shim:", counters)
     assert counters["up"]["corrupted"] > 0 and counters["down"]["corrupted"] > 0
     assert not temp_files(recv.dir)
+
+
+def test_the_golden_trailer_is_what_a_sender_sends_and_a_receiver_accepts():
+    vectors = json.loads((Path(__file__).parent.parent / "spec" / "vectors.json").read_text())
+    wanted = ("wrq-rudp-digest-trailer", "data-file-then-digest-trailer")
+    golden = {v["name"]: bytes.fromhex(v["hex"].replace(" ", "")) for v in vectors["valid"] if v["name"] in wanted}
+    client = WriteClient("hello.txt", SERVER, TransferConfig(windowsize=8), tsize=5, now=0.0)
+    assert only(client) == golden["wrq-rudp-digest-trailer"]
+    server = WriteServer(decode(golden["wrq-rudp-digest-trailer"]), CLIENT, CONFIG, now=0.0)
+    client.receive_datagram(only(server), ("127.0.0.1", 40000), now=0.1)
+    client.feed(b"hello", now=0.1)
+    client.feed_eof(now=0.1)
+    assert only(client) == golden["data-file-then-digest-trailer"]
+    server.receive_datagram(golden["data-file-then-digest-trailer"], CLIENT, now=0.2)
+    kept = b"".join(bytes(e.data) for e in iter(server.next_event, None) if isinstance(e, DataReceived))
+    assert kept == b"hello" and isinstance(server.outcome, TransferComplete)
