@@ -67,7 +67,13 @@ def test_quick_run_reports_every_row_and_target(tmp_path):
     shown = f"\n--- stdout\n{out}\n--- stderr\n{err}"
     assert proc.returncode == 0, shown
 
-    rows = ["TCP loopback", "rudp defaults loopback", "rudp lockstep upload", "rudp-recv peak RSS (4 MiB)"]
+    rows = [
+        "TCP loopback",
+        "rudp defaults loopback",
+        "rudp --digest none loopback",
+        "rudp lockstep upload",
+        "rudp-recv peak RSS (4 MiB)",
+    ]
     if shutil.which("curl"):
         rows.append("rudp-recv --serve + curl get")
         if ROOT and shutil.which("in.tftpd", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"])):
@@ -85,6 +91,7 @@ def test_quick_run_reports_every_row_and_target(tmp_path):
             f"target line {name!r} missing{shown}"
         )
 
+    assert any(line.startswith("INFO  rudp --digest none / TCP goodput") for line in targets), shown
     data = json.loads(raw.read_text())
     assert {r["row"] for r in data["runs"]} >= set(rows)
     assert not data["crashed"] and not data["interrupted"]

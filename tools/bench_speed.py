@@ -54,6 +54,8 @@ BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
 ROW_GSO_ON = "rudp 1468-byte blocks, GSO/GRO"
 ROW_GSO_OFF = "rudp 1468-byte blocks, RUDP_NO_GSO=1"
+ROW_TCP = "TCP loopback"
+ROW_NO_DIGEST = "rudp --digest none loopback"
 TARGETS = {  # issue 4
     "rudp_vs_tcp": 0.80,
     "serve_vs_tftpd": 0.80,
@@ -432,8 +434,10 @@ class Bench:
         size = self.args.size
         print(f"\n== clean loopback ({LOOPBACK}), {human(size)}", flush=True)
         for i in range(self.args.repeat):
-            self.record(self.tcp("TCP loopback", "clean", size, i))
+            self.record(self.tcp(ROW_TCP, "clean", size, i))
             self.record(self.rudp("rudp defaults loopback", "clean", size, i))
+            # What the end-to-end check costs (Security): the same upload with no digest.
+            self.record(self.rudp(ROW_NO_DIGEST, "clean", size, i, send_opts=("--digest", "none")))
             # Ethernet-sized blocks, where UDP GSO/GRO batching (rudp.net.batching) pays; RUDP_NO_GSO=1 turns it
             # off in both rudp processes, so the two rows differ only in the system calls.
             for row, switch in ((ROW_GSO_ON, "0"), (ROW_GSO_OFF, "1")):
@@ -648,7 +652,7 @@ def verdicts(summaries: dict[str, Summary], args: argparse.Namespace, skipped: d
 
     add(
         "rudp defaults / TCP goodput, clean loopback",
-        ratio(speed("rudp defaults loopback"), speed("TCP loopback")),
+        ratio(speed("rudp defaults loopback"), speed(ROW_TCP)),
         TARGETS["rudp_vs_tcp"],
         True,
         "a row FAILED or was not run",
@@ -681,11 +685,21 @@ def verdicts(summaries: dict[str, Summary], args: argparse.Namespace, skipped: d
 
 
 def information(summaries: dict[str, Summary]) -> list[dict]:
-    """Ratios shown for information, with no target: what UDP GSO/GRO batching buys (issue 4's hot path)."""
-    on, off = summaries.get(ROW_GSO_ON), summaries.get(ROW_GSO_OFF)
-    a, b = (on.median("mbps") if on else None), (off.median("mbps") if off else None)
-    value = a / b if a is not None and b else None
-    return [{"info": "rudp 1468-byte blocks goodput: GSO/GRO on / off, clean loopback", "value": value}]
+    """Ratios shown for information, with no target: what UDP GSO/GRO batching buys (issue 4's hot path), and
+    how rudp without its end-to-end digest compares with TCP (what the check costs)."""
+
+    def ratio(a: str, b: str) -> float | None:
+        x, y = summaries.get(a), summaries.get(b)
+        top, bottom = (x.median("mbps") if x else None), (y.median("mbps") if y else None)
+        return top / bottom if top is not None and bottom else None
+
+    return [
+        {
+            "info": "rudp 1468-byte blocks goodput: GSO/GRO on / off, clean loopback",
+            "value": ratio(ROW_GSO_ON, ROW_GSO_OFF),
+        },
+        {"info": "rudp --digest none / TCP goodput, clean loopback", "value": ratio(ROW_NO_DIGEST, ROW_TCP)},
+    ]
 
 
 def info_lines(items: list[dict]) -> list[str]:
