@@ -13,7 +13,7 @@ from rudp.core.config import TransferConfig
 from rudp.core.server import ReadServer, WriteServer
 from rudp.net.driver import SPIN_LIMIT, SPIN_RTT, Transfer, keep_heap, spin
 from rudp.wire.codec import decode, describe, encode
-from rudp.wire.packets import Ack, Data, ReadRequest, WriteRequest
+from rudp.wire.packets import Ack, Data, ReadRequest, SelectiveAck, WriteRequest
 
 CLIENT = ("127.0.0.1", 40000)
 OPTIONS = (("blksize", "512"), ("windowsize", "4"))
@@ -245,3 +245,27 @@ def test_a_server_with_one_transfer_polls_it_before_sleeping_and_does_not_sleep_
             srv.step(timeout=1.0)
             assert len(spun) == 1 and spun[0] is next(iter(srv._active.values())).transfer
             assert waits == [0.0]  # it heard something while polling, so it only looks, never sleeps
+
+
+def test_progress_never_counts_the_digest_after_the_data_as_file_bytes() -> None:
+    # 1526 file bytes and the 32-byte xxh128 digest after them (spec 7.7): blocks 512, 512, 512 (the last 10 of
+    # them digest) and a final 22.  A SACK for block 3 acknowledges digest bytes before the transfer ends.
+    log: list[str] = []
+    data = b"z" * (3 * 512 - 10)
+    options = (("blksize", "512"), ("windowsize", "4"), ("sack", "1"), ("xxh128", "trailer"))
+    session = ReadServer(
+        ReadRequest("f.bin", "octet", options), CLIENT, TransferConfig(windowsize=4), file_size=None, now=0.0
+    )
+    sock = ScriptedSocket(log)
+    seen: list[int] = []
+    transfer = Transfer(session, sock, source=io.BytesIO(data), on_progress=seen.append)  # type: ignore[arg-type]
+    transfer.service(0.0)
+    sock.incoming.append(encode(Ack(0)))  # the client confirms the OACK
+    transfer.receive(clock)
+    assert log[-4:] == [f"send DATA block={b} len={n}" for b, n in ((1, 512), (2, 512), (3, 512), (4, 22))]
+    sock.incoming.append(encode(SelectiveAck(3, b"")))
+    transfer.receive(clock)
+    assert sum(seen) == len(data)  # not 1536: the digest's first 10 bytes were acknowledged, but they are no file
+    sock.incoming.append(encode(Ack(4)))
+    transfer.receive(clock)
+    assert transfer.outcome is not None and sum(seen) == transfer.file_bytes == len(data)

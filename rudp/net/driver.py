@@ -436,8 +436,9 @@ class Transfer:
                     self.outcome = event
                 if self.sink is not None:
                     self.sink.abort()
-        payload = session.stats.payload_bytes
-        if self.source is not None and payload != self._acked_payload:
+        # Acknowledged DATA payload, never beyond the bytes read: a digest after the data (spec 7.7) is no file.
+        payload = min(session.stats.payload_bytes, self._read)
+        if self.source is not None and payload > self._acked_payload:
             self._progress(payload - self._acked_payload)
             self._acked_payload = payload
 
