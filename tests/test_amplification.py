@@ -6,10 +6,10 @@ loopback socket that never answers and count every byte the server sends back.""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
+from inproc import serving
 
 from rudp.core.config import TransferConfig
 from rudp.core.events import FailureKind, TransferFailed
@@ -107,13 +107,8 @@ def server(tmp_path):
         serve=True,
         transfer=TransferConfig(blksize=65464, windowsize=64, timeout=0.1, retries=2),
     )
-    with Server(config) as srv:
-        stop = threading.Event()
-        thread = threading.Thread(target=lambda: [srv.step(0.05) for _ in iter(stop.is_set, True)])
-        thread.start()
+    with serving(config, step=0.05) as srv:
         yield srv
-        stop.set()
-        thread.join()
 
 
 def bytes_back(server: Server, requests: list[bytes], *, sockets: int = 1, listen: float) -> tuple[int, int, int]:

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from inproc import serving
 
 import rudp
 from rudp.api import MAX_FITTED_WINDOW, fit_to_path
@@ -21,21 +22,10 @@ SEED = 7
 
 @pytest.fixture
 def server(tmp_path):
-    stop = threading.Event()
     served = tmp_path / "served"
     served.mkdir()
-    srv = rudp.Server(rudp.ServerConfig(directory=str(served), host="127.0.0.1", port=0, serve=True))
-
-    def loop():
-        while not stop.is_set():
-            srv.step(timeout=0.02)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    yield srv
-    stop.set()
-    thread.join(timeout=10)
-    srv.close()
+    with serving(rudp.ServerConfig(directory=str(served), host="127.0.0.1", port=0, serve=True)) as srv:
+        yield srv
 
 
 def test_send_and_get_through_the_api(server, tmp_path):

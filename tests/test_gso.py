@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
+from inproc import serving
 
 import rudp
 import rudp.net.server as server_module
@@ -146,24 +147,11 @@ def test_an_upload_with_ethernet_sized_blocks_to_a_rudp_server_batches_both_ways
 
     monkeypatch.setattr(server_module, "Transfer", Recorded)
     data = payload(2000)
-    stop = threading.Event()
-    srv = rudp.Server(rudp.ServerConfig(directory=str(tmp_path), host="127.0.0.1", port=0))
-    listener_gro = srv.sock.getsockopt(batching.SOL_UDP, batching.UDP_GRO)
-
-    def loop() -> None:
-        while not stop.is_set():
-            srv.step(timeout=0.02)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with serving(rudp.ServerConfig(directory=str(tmp_path), host="127.0.0.1", port=0)) as srv:
+        listener_gro = srv.sock.getsockopt(batching.SOL_UDP, batching.UDP_GRO)
         with udp_socket(socket.AF_INET) as sock:
             transfer = client_transfer(sock, srv.address, data, windowsize=256)
             run(transfer)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        srv.close()
     assert transfer.local_error is None and transfer.outcome is not None
     assert (tmp_path / "copy.bin").read_bytes() == data
     assert transfer.gso_refused is None and transfer.gso_sends > 0 and transfer.gso_datagrams > transfer.gso_sends

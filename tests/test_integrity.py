@@ -17,13 +17,13 @@ import random
 import select
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import xxhash
 from cliharness import FAST, RecvServer, command, run, temp_files
+from inproc import serving
 
 import rudp
 import rudp.api
@@ -360,19 +360,8 @@ def test_the_digest_must_be_expected_before_the_first_write(tmp_path):
 def server(tmp_path):
     served = tmp_path / "served"
     served.mkdir()
-    stop = threading.Event()
-    srv = rudp.Server(rudp.ServerConfig(directory=str(served), host="127.0.0.1", port=0, serve=True))
-
-    def loop():
-        while not stop.is_set():
-            srv.step(timeout=0.02)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    yield srv
-    stop.set()
-    thread.join(timeout=10)
-    srv.close()
+    with serving(rudp.ServerConfig(directory=str(served), host="127.0.0.1", port=0, serve=True)) as srv:
+        yield srv
 
 
 def wait_result(srv, timeout=10.0):
@@ -469,21 +458,14 @@ def test_a_server_that_ignores_the_digest_still_works(tmp_path):
         serve=True,
         transfer=TransferConfig(digest=False, selective=False),  # a peer that knows neither rudp extension
     )
-    with rudp.Server(config) as srv:
-        stop = threading.Event()
-        thread = threading.Thread(target=lambda: [srv.step(0.02) for _ in iter(stop.is_set, True)], daemon=True)
-        thread.start()
-        try:
-            local = tmp_path / "up.bin"
-            local.write_bytes(DATA)
-            sent = rudp.send_file(local, "127.0.0.1", port=srv.port, config=rudp.api.client_config(timeout=1))
-            assert sent.ok and (served / "up.bin").read_bytes() == DATA
-            got = tmp_path / "back.bin"
-            rudp.get_file("127.0.0.1", "up.bin", got, port=srv.port, config=rudp.api.client_config(timeout=1))
-            assert got.read_bytes() == DATA
-        finally:
-            stop.set()
-            thread.join(timeout=10)
+    with serving(config) as srv:
+        local = tmp_path / "up.bin"
+        local.write_bytes(DATA)
+        sent = rudp.send_file(local, "127.0.0.1", port=srv.port, config=rudp.api.client_config(timeout=1))
+        assert sent.ok and (served / "up.bin").read_bytes() == DATA
+        got = tmp_path / "back.bin"
+        rudp.get_file("127.0.0.1", "up.bin", got, port=srv.port, config=rudp.api.client_config(timeout=1))
+        assert got.read_bytes() == DATA
 
 
 # --------------------------------------------------------------------------- through rudp-shim --corrupt
