@@ -56,6 +56,8 @@ __all__ = [
     "MAX_DATAGRAM",
     "Buffer",
     "decode",
+    "data_header",
+    "data_payload",
     "encode",
     "encode_data",
     "encode_data_parts",
@@ -68,7 +70,7 @@ __all__ = [
 
 MAX_DATAGRAM: Final = schema.MAX_DATAGRAM
 
-# What decode() takes: a datagram as bytes (a DATA payload is then a read-only view of it, see _payload), or a
+# What decode() takes: a datagram as bytes (a DATA payload is then a read-only view of it, see data_payload), or a
 # view of a receive buffer (recv_into), which is never kept by reference.
 Buffer = bytes | bytearray | memoryview
 
@@ -110,7 +112,7 @@ def decode(datagram: Buffer) -> Packet:
         opcode, block = _HEAD.unpack_from(datagram)
         if opcode == _OP_DATA:
             # RFC 1350 section 5 / RFC 2348: 0..blksize bytes of data; the size cap was checked above.
-            return Data(block, _payload(datagram))
+            return Data(block, data_payload(datagram))
         if opcode == _OP_ACK:
             if size != schema.HEADER_SIZE:
                 raise MalformedPacket(TRAILING_BYTES, f"ACK of {size} bytes")
@@ -120,7 +122,7 @@ def decode(datagram: Buffer) -> Packet:
     return _parse(datagram)
 
 
-def _payload(datagram: Buffer) -> bytes:
+def data_payload(datagram: Buffer) -> bytes:
     """DATA's payload.  A ``bytes`` datagram is immutable, so the payload is a view of it, not a copy (64 KiB
     a block saved on the receive path); a mutable buffer (``recv_into``) is copied, as it may be reused."""
     if type(datagram) is bytes:
@@ -181,10 +183,16 @@ def encode_data(block: int, payload: Buffer) -> bytes:
 def encode_data_parts(block: int, payload: Buffer) -> tuple[bytes, Buffer]:
     """DATA as its two pieces, header and payload, for a gathering send (``sendmsg``) that never copies the
     payload in user space; joined they are exactly ``encode_data``'s bytes."""
-    _check_u16(block, "block")
     if len(payload) > MAX_BLKSIZE:  # RFC 2348: blksize at most 65464 octets
         raise ValueError(f"DATA payload of {len(payload)} bytes exceeds {MAX_BLKSIZE}")
-    return _HEAD.pack(_OP_DATA, block), payload
+    return data_header(block), payload
+
+
+def data_header(block: int) -> bytes:
+    """The first 4 bytes of DATA ``block``: ``| 03 | block |``.  A receiver that expects ``block`` can recognise
+    it by these bytes alone (``decode`` would return ``Data(block, data_payload(datagram))``)."""
+    _check_u16(block, "block")
+    return _HEAD.pack(_OP_DATA, block)
 
 
 def encode_ack(block: int) -> bytes:
