@@ -48,6 +48,8 @@ __all__ = ["ReceivingSession"]
 
 _WIRE = 0x10000
 _HALF = 0x8000
+_DATA_HEAD = int.from_bytes(data_header(0), "big")  # DATA block n's first 4 bytes, as an int: this | n
+_TRANSFERRING = State.TRANSFERRING  # (a module constant: an enum member's lookup costs more, once per block)
 PAUSE_GAPS = 2.0  # selective repeat: a pause is this many usual inter-arrival gaps without DATA...
 MAX_ACK_DELAY = 0.001  # ...but never longer than this (seconds): then the pending SACK leaves
 _GAP_GAIN = 1 / 8  # weight of the newest inter-arrival gap in its moving average
@@ -72,6 +74,7 @@ class ReceivingSession(Session):
         self._gap: float | None = None  # selective repeat: moving average of the time between DATA arrivals
         self._trailer: TrailerCheck | None = None  # spec 7.7 ``trailer``: holds back and checks the digest
         self._full_datagram = -1  # selective repeat: the size of a full DATA datagram (the fast path's kind)
+        self._ack_every = 1  # selective repeat: a SACK after this many arrivals at most
 
     def receive_datagram(self, data: bytes, addr: Address, *, now: float) -> None:
         if not self._next_in_order(data, addr, now):
@@ -82,6 +85,7 @@ class ReceivingSession(Session):
             self._trailer = TrailerCheck(negotiated.digest.algorithm)
         if negotiated.selective:
             self._full_datagram = HEADER_SIZE + negotiated.blksize
+            self._ack_every = max(1, min(negotiated.windowsize // 4, 8))  # arrivals per SACK: a quarter window
         self._negotiated(negotiated)
         self._move(State.TRANSFERRING)
 
@@ -212,7 +216,7 @@ class ReceivingSession(Session):
         if distance < 0 or block in self._held:
             self.stats.duplicates += 1
             self._since_ack += 1
-            if self._since_ack >= self._ack_every():
+            if self._since_ack >= self._ack_every:
                 self._sack(now)
             elif self._ack_due is None:
                 self._ack_due = now  # the SACK that answers it may have been lost
@@ -229,7 +233,7 @@ class ReceivingSession(Session):
             opens_gap = block - 1 not in self._held and block - 1 >= self._expected
             self._held[block] = data.data
             self._since_ack += 1
-            if opens_gap or self._since_ack >= self._ack_every():
+            if opens_gap or self._since_ack >= self._ack_every:
                 self._sack(now)  # a new gap: tell the sender at once which blocks are missing
             else:
                 self._ack_due = now
@@ -244,7 +248,7 @@ class ReceivingSession(Session):
                 return
         if self._final_block is not None and self._expected > self._final_block:
             self._finish(now)
-        elif recovering or self._since_ack >= self._ack_every():
+        elif recovering or self._since_ack >= self._ack_every:
             self._sack(now)
         else:
             self._ack_due = now
@@ -265,9 +269,9 @@ class ReceivingSession(Session):
         ``tests/test_receiving_fast.py`` holds the two paths to the same outcome on random traffic."""
         if (
             len(datagram) != self._full_datagram
-            or self.state is not State.TRANSFERRING
+            or self.state is not _TRANSFERRING
             or self._held
-            or datagram[:4] != data_header(self._expected % _WIRE)
+            or int.from_bytes(datagram[:4], "big") != _DATA_HEAD | (self._expected % _WIRE)
         ):
             return False
         peer = self.peer
@@ -281,15 +285,11 @@ class ReceivingSession(Session):
             self._answered(now)
         if not self._take(data_payload(datagram)):
             return True
-        if self._since_ack >= self._ack_every():
+        if self._since_ack >= self._ack_every:
             self._sack(now)
         else:
             self._ack_due = now
         return True
-
-    def _ack_every(self) -> int:
-        assert self.negotiated is not None
-        return max(1, min(self.negotiated.windowsize // 4, 8))
 
     def datagram_parts_to_send(self) -> list[tuple[Datagram, Address]]:
         """Selective repeat: everything that arrived has been handed over; acknowledge what is news if the flow
