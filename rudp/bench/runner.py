@@ -250,7 +250,7 @@ class LabRunner:
                 sender.wait(3)
             report = last_json(sender.out) or {}
             if m.status == CAPPED and isinstance(report.get("bytes"), int):
-                # rudp-recv buffers its writes (256 KiB), so the directory lags; rudp-send's record counts the
+                # rudp-recv buffers its writes (1 MiB), so the directory lags; rudp-send's record counts the
                 # bytes the receiver acknowledged, i.e. had received in order, by the cap.
                 m.bytes = max(m.bytes, report["bytes"])
             m.retransmissions = report.get("retransmissions")

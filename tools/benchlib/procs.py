@@ -4,7 +4,8 @@
   transfer ones by process group) and reads its stdout and stderr on threads (a chatty child never blocks).
 * ``Proc.finish`` reaps with ``os.wait4``, which gives that one child's peak RSS (``ru_maxrss``, the kernel's
   high-water mark) without mixing in other children; with ``poll_rss`` it also samples /proc/PID/status
-  (VmRSS/VmHWM) while waiting, as a cross-check.
+  (VmRSS/VmHWM) while waiting, as a cross-check.  Otherwise it sleeps on a pidfd until the child exits, so the
+  benchmark itself takes no CPU from what it measures.
 * ``kill_all`` kills whatever is still running, by the process groups we created; it runs in the benchmark's
   ``finally`` (exceptions, Ctrl-C, SIGTERM).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import queue
+import select
 import signal
 import subprocess
 import threading
@@ -113,6 +115,8 @@ class Proc:
         hwm = rss = 0
         status = None
         rusage = None
+        if not poll_rss:
+            self._sleep_until_exit(deadline)
         while self.popen.returncode is None:
             pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
             if pid:
@@ -135,6 +139,20 @@ class Proc:
         return Finished(
             self.argv, self.popen.returncode, "".join(self._out), "".join(self._err), wall, maxrss, hwm, rss
         )
+
+    def _sleep_until_exit(self, deadline: float) -> None:
+        """Block until the process exits or ``deadline`` passes, using no CPU meanwhile: a pidfd (Linux 5.3+)
+        becomes readable when its process ends.  The timed transfers use both cores; a parent waking every few
+        milliseconds to poll would take CPU from the very processes it measures.  Without pidfds this returns
+        at once and ``finish`` polls as before."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            return
+        try:
+            select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(fd)
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the process (only while we have not reaped it, so the pid is still ours)."""
