@@ -42,6 +42,9 @@ SAMPLE = 0.1  # seconds between checks of a running transfer
 
 
 def make_file(path: Path, size: int) -> str:
+    """Write ``size`` random bytes to ``path`` and return their SHA-256.  The file is synced before this returns:
+    otherwise the kernel writes it back ~30 s later (``vm.dirty_expire_centisecs``), in the middle of whatever
+    is being measured then, on CPUs the measured transfers need."""
     digest = hashlib.sha256()
     with open(path, "wb") as f:
         left = size
@@ -50,6 +53,8 @@ def make_file(path: Path, size: int) -> str:
             f.write(chunk)
             digest.update(chunk)
             left -= len(chunk)
+        f.flush()
+        os.fsync(f.fileno())
     return digest.hexdigest()
 
 

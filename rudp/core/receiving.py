@@ -24,7 +24,10 @@ that had arrived (``datagrams_to_send``) and no DATA follows within ``PAUSE_GAPS
 arrivals (a moving average), at most ``MAX_ACK_DELAY``.  So a window's tail is acknowledged almost at once, not
 after a timeout, while a receiver that is merely faster than the link does not answer every single datagram
 (which at 100 Mbit/s would be a SACK every 120 µs); the round trips the sender measures grow by those few
-gaps at most.  The final ACK is a plain ACK, as in RFC 1350.
+gaps at most.  The final ACK is a plain ACK, as in RFC 1350.  The steady state of a clean transfer, the very
+block expected, full-sized, from the peer, with nothing held, takes a fast path (``_next_in_order``) that skips
+decoding and dispatch but does exactly what the general path does for that block: on loopback the receiver
+handles a 64 KiB block every ~25 µs, and the general path's Python was a sixth of that.
 
 While waiting, the timer resends the last thing sent (request, OACK, ACK 0 or last ACK) up to ``retries``
 times.  After the final ACK the session dallies (RFC 1350 section 6): for ``config.dally`` (default: two
