@@ -22,6 +22,10 @@ What each row times (the transfer itself, not process start-up):
 * Receiver memory: the peak RSS (``ru_maxrss`` from wait4, cross-checked by polling /proc) of ``rudp-recv``
   receiving a ``--size-rss`` upload.
 
+Between runs the copy is deleted and the file system synced, and the generated sources are synced once when
+made, so no run pays for writeback or deletions of another (``clear_rcv``, ``make_file``); the benchmark waits
+for its children on pidfds, so it takes no CPU from the two that a rudp transfer keeps busy.
+
 Every received file is checked by size and SHA-256; a wrong copy makes its row FAILED (not timed).  Targets are
 marked PASS/FAIL, but the exit status is 0 unless the benchmark itself broke: this is evidence, not a test.
 MB/s means 10**6 bytes per second, as rudp's own reports; sizes take binary suffixes (16M = 16 MiB).
@@ -167,8 +171,12 @@ class Bench:
         return 20 + size / 2e6  # nothing here should be slower than 2 MB/s; slower rows end as FAILED
 
     def clear_rcv(self) -> None:
+        """Delete the received copies, then sync: the file system's deferred work for a deleted 256 MiB file (its
+        journal commit, and the discards of a ``discard`` mount) otherwise lands in the next timed run.  After
+        the delete, the sync has no data to write, only that bookkeeping."""
         for p in self.rcv.iterdir():
             p.unlink()
+        os.sync()
 
     def record(self, run: Run) -> Run:
         self.runs.append(run)
