@@ -226,67 +226,9 @@ def test_sender_killed_mid_upload_server_times_out_cleans_up_and_keeps_serving(t
     upload_ok(srv, make_file(tmp_path / "next.bin", 5000), "next.bin")
 
 
-@pytest.mark.parametrize("direction", ["upload", "download"])
-def test_receiver_killed_mid_transfer_client_fails_at_once_nothing_listening(
-    tmp_path: Path, servers, direction: str
-) -> None:
-    served = tmp_path / "served"
-    served.mkdir()
-    local = tmp_path / "local"
-    local.mkdir()
-    if direction == "upload":
-        src = make_file(local / "big.bin", 6 * 1024 * 1024)
-        srv = recv(servers, served)
-        client = spawn("rudp-send", src, "127.0.0.1", "--port", srv.port, *SLOW, *CLIENT_TIMERS)
-        started(served, client)
-    else:
-        make_file(served / "big.bin", 6 * 1024 * 1024)
-        srv = recv(servers, served, "--serve")
-        client = spawn(
-            "rudp-get", "127.0.0.1", "big.bin", "-o", local / "copy.bin", "--port", srv.port, *SLOW, *CLIENT_TIMERS
-        )
-        started(local, client)
-    srv.proc.kill()
-    killed = time.monotonic()
-    proc = finish(client)
-    # ICMP port unreachable answers the next datagram: reported at once (exit 6), not after the retry budget.
-    assert_one_line_error(proc, 6, "nothing is listening")
-    assert time.monotonic() - killed < 1.0
-    assert not (served / "big.bin").exists() if direction == "upload" else not (local / "copy.bin").exists()
-    assert temp_files(local) == []  # the client cleans up its own temp file (the killed server could not)
-
-
-@pytest.mark.parametrize("direction", ["upload", "download"])
-def test_frozen_receiver_client_fails_after_its_retry_budget(tmp_path: Path, servers, direction: str) -> None:
-    """A receiver that stops answering without closing its port (SIGSTOP: no ICMP): exit 5 after the budget."""
-    served = tmp_path / "served"
-    served.mkdir()
-    local = tmp_path / "local"
-    local.mkdir()
-    if direction == "upload":
-        src = make_file(local / "big.bin", 6 * 1024 * 1024)
-        srv = recv(servers, served)
-        client = spawn("rudp-send", src, "127.0.0.1", "--port", srv.port, *SLOW, *CLIENT_TIMERS)
-        started(served, client)
-    else:
-        make_file(served / "big.bin", 6 * 1024 * 1024)
-        srv = recv(servers, served, "--serve")
-        client = spawn(
-            "rudp-get", "127.0.0.1", "big.bin", "-o", local / "copy.bin", "--port", srv.port, *SLOW, *CLIENT_TIMERS
-        )
-        started(local, client)
-    srv.proc.send_signal(signal.SIGSTOP)
-    frozen = time.monotonic()
-    proc = finish(client)
-    waited = time.monotonic() - frozen
-    assert_one_line_error(proc, 5, "timed out")
-    assert 0.3 * 3 <= waited < 3, f"gave up after {waited:.1f} s; the budget is 4 tries 0.3 s apart"
-    assert os.listdir(local) == (["big.bin"] if direction == "upload" else [])
-    assert not (served / "big.bin").exists() if direction == "upload" else True
-
-
-@pytest.mark.parametrize("direction", ["upload", "download"])
-def test_server_restarted_mid_transfer_client_fails_cleanly(tmp_path: Path, servers, direction: str) -> None:
+def big_transfer_under_way(tmp_path: Path, servers, direction: str):
+    """A slow 6 MiB upload (rudp-send to rudp-recv) or download (rudp-get from rudp-recv --serve) that has started
+    writing: (served dir, local dir, source file, server, client process)."""
     served = tmp_path / "served"
     served.mkdir()
     local = tmp_path / "local"
@@ -303,6 +245,41 @@ def test_server_restarted_mid_transfer_client_fails_cleanly(tmp_path: Path, serv
             "rudp-get", "127.0.0.1", "big.bin", "-o", local / "copy.bin", "--port", srv.port, *SLOW, *CLIENT_TIMERS
         )
         started(local, client)
+    return served, local, src, srv, client
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_receiver_killed_mid_transfer_client_fails_at_once_nothing_listening(
+    tmp_path: Path, servers, direction: str
+) -> None:
+    served, local, src, srv, client = big_transfer_under_way(tmp_path, servers, direction)
+    srv.proc.kill()
+    killed = time.monotonic()
+    proc = finish(client)
+    # ICMP port unreachable answers the next datagram: reported at once (exit 6), not after the retry budget.
+    assert_one_line_error(proc, 6, "nothing is listening")
+    assert time.monotonic() - killed < 1.0
+    assert not (served / "big.bin").exists() if direction == "upload" else not (local / "copy.bin").exists()
+    assert temp_files(local) == []  # the client cleans up its own temp file (the killed server could not)
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_frozen_receiver_client_fails_after_its_retry_budget(tmp_path: Path, servers, direction: str) -> None:
+    """A receiver that stops answering without closing its port (SIGSTOP: no ICMP): exit 5 after the budget."""
+    served, local, src, srv, client = big_transfer_under_way(tmp_path, servers, direction)
+    srv.proc.send_signal(signal.SIGSTOP)
+    frozen = time.monotonic()
+    proc = finish(client)
+    waited = time.monotonic() - frozen
+    assert_one_line_error(proc, 5, "timed out")
+    assert 0.3 * 3 <= waited < 3, f"gave up after {waited:.1f} s; the budget is 4 tries 0.3 s apart"
+    assert os.listdir(local) == (["big.bin"] if direction == "upload" else [])
+    assert not (served / "big.bin").exists() if direction == "upload" else True
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_server_restarted_mid_transfer_client_fails_cleanly(tmp_path: Path, servers, direction: str) -> None:
+    served, local, src, srv, client = big_transfer_under_way(tmp_path, servers, direction)
     srv.proc.kill()
     srv.proc.wait()
     for stale in temp_files(served):  # what the SIGKILLed server could not remove (an operator's cleanup)
