@@ -17,22 +17,14 @@ A failure prints the seed and a one-line reproduction: ``python tools/campaign.p
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from toolscripts import load_tool
 
 from rudp.core.config import TransferConfig
 from rudp.impair.model import Impairment
 from rudp.sim.engine import SimConfig, _file, _Run, simulate
 
-_PATH = Path(__file__).resolve().parent.parent / "tools" / "campaign.py"
-_spec = importlib.util.spec_from_file_location("rudp_campaign_tool", _PATH)
-assert _spec is not None and _spec.loader is not None
-campaign = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = campaign
-_spec.loader.exec_module(campaign)
+campaign = load_tool("campaign")
 
 SCENARIOS = 5000
 SLICES = 10

@@ -8,16 +8,9 @@ served directory may have changed and nothing but regular files may sit inside i
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from toolscripts import load_tool
 
-_PATH = Path(__file__).resolve().parent.parent / "tools" / "fuzz_recv.py"
-_spec = importlib.util.spec_from_file_location("rudp_fuzz_recv_tool", _PATH)
-assert _spec is not None and _spec.loader is not None
-fuzz_recv = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = fuzz_recv
-_spec.loader.exec_module(fuzz_recv)
+fuzz_recv = load_tool("fuzz_recv")
 
 SEED = 1
 
